@@ -1,0 +1,160 @@
+//! Faults: broker restarts (C25), an unreachable broker (C26) and a consumer
+//! that dies before acknowledging (C27).
+
+use crate::support::{append_n, event, expect_seq_nos, next_within, poll_until, take, unique};
+use crate::{FaultyBroker, Fixture};
+use anyhow::{Context, Result, bail, ensure};
+use eventlog_core::{EventLogError, SeekPosition};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The operation timeout of the handles the fault clauses open.
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a broker may take to come back and be reconnected to.
+const RECOVERY: Duration = Duration::from_secs(60);
+
+async fn faulty(fx: &dyn Fixture, clause: &str) -> Result<Box<dyn FaultyBroker>> {
+    fx.broker()
+        .with_context(|| format!("{clause} needs a broker, and this fixture has none"))?
+        .faulty()
+        .await
+        .with_context(|| format!("{clause} needs a broker of its own to stop and start"))
+}
+
+/// C25 A subscription survives a restart of the broker: after the broker is
+/// back it goes on from the next event, with no gap and no duplicate, without
+/// the caller doing anything.
+pub async fn c25_subscriptions_survive_a_broker_restart(fx: &dyn Fixture) -> Result<()> {
+    let broker = faulty(fx, "C25").await?;
+    let name = unique("c25");
+    let log = broker.open(&name, TIMEOUT).await?;
+    append_n(&*log, 3).await?;
+    let mut stream = log
+        .subscribe(&unique("survivor"), SeekPosition::Beginning)
+        .await?;
+    expect_seq_nos(
+        &take(&mut stream, 3).await?,
+        1..=3,
+        &format!("log {name}: before the restart"),
+    )?;
+
+    broker.stop().await?;
+    broker.start().await?;
+    poll_until(
+        &format!("log {name}: appending after the restart"),
+        RECOVERY,
+        || log.append(event(3)),
+        |_| true,
+    )
+    .await?;
+    let first = next_within(&mut stream, RECOVERY)
+        .await
+        .context("first event after the restart")?;
+    ensure!(
+        first.seq_no == Some(4),
+        "log {name}: first event after the restart is {:?}, expected 4",
+        first.seq_no
+    );
+    append_n(&*log, 2).await?;
+    expect_seq_nos(
+        &take(&mut stream, 2).await?,
+        5..=6,
+        &format!("log {name}: after the restart"),
+    )
+}
+
+/// C26 While the broker is unreachable, `append` fails with a typed error
+/// within the configured timeout (default at most 10 s) instead of hanging,
+/// and works again once the broker is back. No event acknowledged by `append`
+/// before the outage is lost.
+pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) -> Result<()> {
+    let broker = faulty(fx, "C26").await?;
+    let name = unique("c26");
+    let log = broker.open(&name, TIMEOUT).await?;
+    let before: Vec<_> = (0..3).map(event).collect();
+    for e in &before {
+        log.append(e.clone()).await?;
+    }
+
+    broker.stop().await?;
+    for attempt in 0..2 {
+        let start = Instant::now();
+        let result = tokio::time::timeout(TIMEOUT * 4, log.append(event(10 + attempt))).await;
+        let took = start.elapsed();
+        let Ok(result) = result else {
+            bail!(
+                "log {name}: append hung for {took:?} with the broker down (timeout {TIMEOUT:?})"
+            );
+        };
+        let err = match result {
+            Ok(seq) => bail!("log {name}: append returned {seq} with the broker down"),
+            Err(err) => err,
+        };
+        let typed = err.downcast_ref::<EventLogError>();
+        ensure!(
+            typed.is_some_and(EventLogError::is_retryable),
+            "log {name}: expected a retryable typed error, got {err:#}"
+        );
+        ensure!(
+            took <= TIMEOUT + Duration::from_secs(2),
+            "log {name}: append failed after {took:?}, timeout is {TIMEOUT:?}"
+        );
+    }
+
+    broker.start().await?;
+    poll_until(
+        &format!("log {name}: appending after the outage"),
+        RECOVERY,
+        || log.append(event(20)),
+        |_| true,
+    )
+    .await?;
+    let mut stream = log
+        .subscribe(&unique("auditor"), SeekPosition::Beginning)
+        .await?;
+    let got = take(&mut stream, before.len()).await?;
+    for (i, (sent, got)) in before.iter().zip(&got).enumerate() {
+        ensure!(
+            got.id == sent.id && got.seq_no == Some(i as u64 + 1),
+            "log {name}: acknowledged event {} lost or moved: got {:?} {:?}",
+            i + 1,
+            got.id,
+            got.seq_no
+        );
+    }
+    Ok(())
+}
+
+/// C27 A consumer that dies after receiving events but before acknowledging
+/// them gets them again, in order, from `subscribe(c, LastAcknowledged)` in a
+/// new process.
+pub async fn c27_unacknowledged_events_come_again(fx: &dyn Fixture) -> Result<()> {
+    // Redelivery must not wait for a broker-side ack timeout.
+    const AT_ONCE: Duration = Duration::from_secs(5);
+    let name = unique("c27");
+    let c = unique("worker");
+    {
+        let dying = fx.open(&name).await?;
+        append_n(&*dying, 5).await?;
+        let mut stream = dying.subscribe(&c, SeekPosition::Beginning).await?;
+        take(&mut stream, 5).await?;
+        dying.ack(&c, 2).await?;
+    }
+    let next = fx.open(&name).await?;
+    let mut stream = next.subscribe(&c, SeekPosition::LastAcknowledged).await?;
+    let mut again = Vec::new();
+    for _ in 3..=5 {
+        again.push(
+            next_within(&mut stream, AT_ONCE)
+                .await
+                .with_context(|| format!("log {name}: redelivery after {:?}", again.len()))?,
+        );
+    }
+    expect_seq_nos(&again, 3..=5, &format!("log {name}: redelivered"))?;
+    next.append(event(5)).await?;
+    expect_seq_nos(
+        &take(&mut stream, 1).await?,
+        [6],
+        &format!("log {name}: after the redelivery"),
+    )
+}

@@ -1,0 +1,15 @@
+//! One `pub async fn` per clause of the contract, named after it, with the
+//! clause's text as its doc comment. Each returns an error that reads like a
+//! bug report: what was expected, what came, on which log.
+
+mod append;
+mod broker;
+mod faults;
+mod positions;
+mod subscribe;
+
+pub use append::*;
+pub use broker::*;
+pub use faults::*;
+pub use positions::*;
+pub use subscribe::*;

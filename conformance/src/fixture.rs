@@ -1,0 +1,60 @@
+//! What a backend gives the suite.
+
+use anyhow::Result;
+use async_trait::async_trait;
+use eventlog_core::{EventEnvelope, EventLog, SeqNo};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the suite reaches one backend.
+#[async_trait]
+pub trait Fixture: Send + Sync + 'static {
+    /// A new handle, as a new process would open it, on the log named `log`.
+    /// Opening the same name again gives another handle on the same log.
+    async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>>;
+
+    /// How many live resources (connections, broker-side consumers, tasks)
+    /// the subscriptions on `log` hold, counted through the broker's own
+    /// introspection where it has one (C14).
+    async fn subscription_resources(&self, log: &str) -> Result<usize>;
+
+    /// The broker behind the backend; `None` for the in-memory log, which
+    /// has none.
+    fn broker(&self) -> Option<&dyn Broker> {
+        None
+    }
+}
+
+/// The broker's own view, through its plain client: the clauses that check
+/// the backend against the broker (C23, C25, C26, C28).
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// The acknowledged position of `consumer` on `log` as the broker's own
+    /// consumer-group state shows it (C23).
+    async fn raw_acked(&self, log: &str, consumer: &str) -> Result<Option<SeqNo>>;
+
+    /// Event `seq_no` of `log`, read with the plain client and decoded as
+    /// the wire format's documentation says (C28).
+    async fn raw_read(&self, log: &str, seq_no: SeqNo) -> Result<EventEnvelope>;
+
+    /// Publishes `event` to `log` with the plain client, encoded as the wire
+    /// format's documentation says (C28).
+    async fn raw_publish(&self, log: &str, event: &EventEnvelope) -> Result<()>;
+
+    /// A broker of the test's own that it may stop and start (C25, C26).
+    async fn faulty(&self) -> Result<Box<dyn FaultyBroker>>;
+}
+
+/// A broker the test owns and may take down.
+#[async_trait]
+pub trait FaultyBroker: Send + Sync {
+    /// A handle on `log` whose operations time out after `timeout`.
+    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>>;
+
+    /// Stops the broker; its data stays.
+    async fn stop(&self) -> Result<()>;
+
+    /// Starts the stopped broker again, at the same address, and returns once
+    /// it answers.
+    async fn start(&self) -> Result<()>;
+}

@@ -1,0 +1,22 @@
+//! The EventLog contract (`shared/contract.md`) as tests.
+//!
+//! Each clause is a `pub async fn` in [`clauses`], named after it
+//! (`c08_latest_sees_only_new_events`) and documented with the clause's text.
+//! A backend's test file implements [`Fixture`] (and [`Broker`] for a real
+//! broker) and instantiates every clause with [`contract_tests!`], so each
+//! shows up by name in `cargo test` and `cargo test -p eventlog-redis c19`
+//! runs one.
+//!
+//! The clauses never assume an empty broker: every test opens logs and
+//! consumers with unique names, so all of them run in parallel on one broker.
+//! Waiting is always "poll until a deadline", never a fixed sleep.
+
+pub mod clauses;
+mod fixture;
+mod macros;
+pub mod support;
+
+pub use fixture::{Broker, FaultyBroker, Fixture};
+
+#[doc(hidden)]
+pub use anyhow as __anyhow;

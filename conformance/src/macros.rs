@@ -1,0 +1,63 @@
+//! The macro that turns the clause list into one test per clause.
+
+/// Emits one `#[tokio::test]` per contract clause, each named after its
+/// clause and running it against the fixture `$fixture` (an expression
+/// evaluated inside the test's runtime; `.await` is allowed).
+///
+/// * `contract_tests!(embedded: fixture)` for a log with no broker: every
+///   clause but C23, C25, C26 and C28, which need one.
+/// * `contract_tests!(broker: fixture)` for a broker backend: every clause.
+///
+/// ```ignore
+/// conformance::contract_tests!(broker: RedisFixture::shared().await?);
+/// ```
+#[macro_export]
+macro_rules! contract_tests {
+    (embedded: $fixture:expr) => {
+        $crate::contract_tests!(@tests $fixture;
+            c01_append_numbers_from_one,
+            c02_concurrent_appends_are_dense_and_ordered,
+            c03_last_seq_no_follows_every_handle,
+            c04_every_field_round_trips,
+            c05_caller_seq_no_is_ignored,
+            c06_invalid_envelopes_are_refused_and_not_stored,
+            c07_beginning_replays_then_follows,
+            c08_latest_sees_only_new_events,
+            c09_sequence_starts_at_n,
+            c10_new_consumer_starts_at_beginning,
+            c11_subscribe_sets_the_position_like_seek,
+            c12_many_subscribers_each_see_everything,
+            c13_new_events_arrive_promptly,
+            c14_dropped_subscriptions_release_everything,
+            c15_ack_is_cumulative,
+            c16_position_outlives_the_handle,
+            c17_ack_never_moves_backwards,
+            c18_ack_out_of_range_is_refused,
+            c19_seek_sets_where_the_next_subscription_starts,
+            c20_consumers_are_independent,
+            c21_bad_names_are_refused,
+            c22_logs_are_isolated,
+            c24_consumer_state_reports_position_and_lag,
+            c27_unacknowledged_events_come_again,
+            c29_append_batch_is_ordered_and_all_or_nothing,
+        );
+    };
+    (broker: $fixture:expr) => {
+        $crate::contract_tests!(embedded: $fixture);
+        $crate::contract_tests!(@tests $fixture;
+            c23_positions_are_broker_consumer_groups,
+            c25_subscriptions_survive_a_broker_restart,
+            c26_append_fails_fast_while_the_broker_is_down,
+            c28_wire_format_is_the_documented_one,
+        );
+    };
+    (@tests $fixture:expr; $($clause:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $clause() -> $crate::__anyhow::Result<()> {
+                let fixture = $fixture;
+                $crate::clauses::$clause(&fixture).await
+            }
+        )*
+    };
+}

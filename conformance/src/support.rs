@@ -1,0 +1,140 @@
+//! Helpers the clauses share: unique names, events, and waiting with a
+//! deadline instead of sleeping.
+
+use anyhow::{Context, Result, anyhow, bail};
+use eventlog_core::{EventEnvelope, EventLog, EventLogError, EventStream, SeqNo};
+use futures::StreamExt;
+use rand::Rng;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long the suite waits for something that should happen soon.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// `prefix` plus a random suffix: a log or consumer name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    let suffix: u64 = rand::rng().random();
+    format!("{prefix}-{suffix:016x}")
+}
+
+/// A small test event whose payload names `i`.
+pub fn event(i: usize) -> EventEnvelope {
+    EventEnvelope::new(
+        "/conformance",
+        "test.event",
+        format!("event-{i}").into_bytes(),
+    )
+}
+
+/// Appends `n` test events one after the other and returns their numbers.
+pub async fn append_n(log: &dyn EventLog, n: usize) -> Result<Vec<SeqNo>> {
+    let mut seq_nos = Vec::with_capacity(n);
+    for i in 0..n {
+        seq_nos.push(log.append(event(i)).await.context("append")?);
+    }
+    Ok(seq_nos)
+}
+
+/// The next event of `stream`, or an error after `within`.
+pub async fn next_within(stream: &mut EventStream, within: Duration) -> Result<EventEnvelope> {
+    match tokio::time::timeout(within, stream.next()).await {
+        Ok(Some(event)) => Ok(event),
+        Ok(None) => bail!("the subscription ended; it must not end on its own"),
+        Err(_) => bail!("no event within {within:?}"),
+    }
+}
+
+/// The next `n` events of `stream`, each within [`DEADLINE`].
+pub async fn take(stream: &mut EventStream, n: usize) -> Result<Vec<EventEnvelope>> {
+    let mut events = Vec::with_capacity(n);
+    while events.len() < n {
+        let event = next_within(stream, DEADLINE).await.with_context(|| {
+            format!(
+                "waiting for event {} of {n}; got {:?}",
+                events.len() + 1,
+                seq_nos(&events)
+            )
+        })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// The sequence numbers of `events` (for messages and comparisons).
+pub fn seq_nos(events: &[EventEnvelope]) -> Vec<Option<SeqNo>> {
+    events.iter().map(|e| e.seq_no).collect()
+}
+
+/// Checks that `events` carry exactly the sequence numbers `expected`, in order.
+pub fn expect_seq_nos(
+    events: &[EventEnvelope],
+    expected: impl IntoIterator<Item = SeqNo>,
+    context: &str,
+) -> Result<()> {
+    let expected: Vec<Option<SeqNo>> = expected.into_iter().map(Some).collect();
+    let got = seq_nos(events);
+    if got != expected {
+        bail!("{context}: expected sequence numbers {expected:?}, got {got:?}");
+    }
+    Ok(())
+}
+
+/// Polls `probe` until `done` holds of its value, or fails after `within`
+/// with the last value seen.
+pub async fn poll_until<T, F, Fut>(
+    what: &str,
+    within: Duration,
+    mut probe: F,
+    done: impl Fn(&T) -> bool,
+) -> Result<T>
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let seen = probe().await;
+        match &seen {
+            Ok(value) if done(value) => return seen,
+            _ if Instant::now() >= deadline => {
+                return Err(anyhow!(
+                    "{what}: not reached within {within:?}; last seen: {seen:?}"
+                ));
+            }
+            _ => {}
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// The [`EventLogError`] inside `result`'s error, or an error saying what
+/// came instead.
+pub fn typed_error<T>(result: Result<T>, call: &str) -> Result<EventLogError> {
+    match result {
+        Ok(_) => bail!("{call}: expected a typed refusal, got Ok"),
+        Err(err) => match err.downcast::<EventLogError>() {
+            Ok(typed) => Ok(typed),
+            Err(other) => bail!("{call}: expected an EventLogError, got {other:#}"),
+        },
+    }
+}
+
+/// Fails unless `result` is an error matching the pattern.
+#[macro_export]
+macro_rules! expect_refused {
+    ($result:expr, $pattern:pat, $call:expr) => {{
+        let err = $crate::support::typed_error($result, &$call)?;
+        if !matches!(err, $pattern) {
+            $crate::__anyhow::bail!(
+                "{}: expected {}, got {:?}",
+                $call,
+                stringify!($pattern),
+                err
+            );
+        }
+    }};
+}

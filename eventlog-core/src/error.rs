@@ -1,0 +1,173 @@
+//! The one error type of every backend.
+
+use crate::SeqNo;
+use std::time::Duration;
+
+/// A boxed error from a broker client, kept as the `source` of an
+/// [`EventLogError`] so the chain stays inspectable without naming the client.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Every refusal and failure of an [`EventLog`](crate::EventLog), the same on
+/// every backend.
+///
+/// Methods return `anyhow::Error`; reach this type with
+/// `err.downcast_ref::<EventLogError>()`. Messages never contain credentials.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventLogError {
+    /// A consumer name outside the allowed alphabet or length.
+    #[error("consumer name `{name}` {reason}; allowed: 1 to 64 of A-Z a-z 0-9 _ -")]
+    InvalidConsumerName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A log name outside the allowed alphabet or length.
+    #[error("log name `{name}` {reason}; allowed: 1 to 128 of A-Z a-z 0-9 _ -")]
+    InvalidLogName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A seek position that names no event, such as `Sequence(0)`.
+    #[error("invalid position `{position}`: {reason}")]
+    InvalidPosition {
+        /// The position as given.
+        position: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An acknowledgement of 0 or of a sequence number past the end of the log.
+    #[error("cannot ack {seq_no} for consumer `{consumer}`: {}", match .last {
+        Some(last) => format!("the log holds 1..={last}"),
+        None => "the log is empty".to_owned(),
+    })]
+    AckOutOfRange {
+        /// The consumer.
+        consumer: String,
+        /// The refused sequence number.
+        seq_no: SeqNo,
+        /// The last sequence number of the log when the ack was refused.
+        last: Option<SeqNo>,
+    },
+    /// An envelope that breaks the CloudEvents rules the log enforces.
+    #[error("invalid event: {reason}")]
+    InvalidEnvelope {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A payload over the backend's limit.
+    #[error("payload of {size} bytes exceeds the limit of {limit}")]
+    PayloadTooLarge {
+        /// The payload's size in bytes.
+        size: usize,
+        /// The backend's limit in bytes.
+        limit: usize,
+    },
+    /// Configuration or a URL that cannot be used.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong, without any secret.
+        reason: String,
+    },
+    /// The broker could not be reached.
+    #[error("{backend} broker unavailable: {source}")]
+    Unavailable {
+        /// The backend, such as `redis`.
+        backend: &'static str,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+    /// An operation did not finish within its configured bound.
+    #[error("{operation} timed out after {after:?}")]
+    Timeout {
+        /// What was being done, such as `append`.
+        operation: &'static str,
+        /// The configured bound.
+        after: Duration,
+    },
+    /// An event read from the broker that is not in the documented wire format.
+    #[error("cannot decode event at {seq_no}: {reason}")]
+    Decode {
+        /// Where the event was read.
+        seq_no: SeqNo,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other failure of the broker or its client.
+    #[error("{backend} backend error: {source}")]
+    Backend {
+        /// The backend, such as `redis`.
+        backend: &'static str,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl EventLogError {
+    /// Whether trying the same call again later may succeed: the broker was
+    /// unreachable or slow. Refusals of bad input are never retryable.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Timeout { .. })
+    }
+
+    /// Whether `err` holds an [`EventLogError`] that [`is_retryable`](Self::is_retryable).
+    pub fn is_retryable_anyhow(err: &anyhow::Error) -> bool {
+        err.downcast_ref::<Self>().is_some_and(Self::is_retryable)
+    }
+}
+
+/// Runs `fut`, turning an overrun of `after` into [`EventLogError::Timeout`].
+///
+/// Backends wrap every broker round trip in it so no call hangs past its bound.
+pub async fn with_timeout<T>(
+    operation: &'static str,
+    after: Duration,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(EventLogError::Timeout { operation, after }.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_value() {
+        let e = EventLogError::PayloadTooLarge {
+            size: 2_097_152,
+            limit: 1_048_576,
+        };
+        assert_eq!(
+            e.to_string(),
+            "payload of 2097152 bytes exceeds the limit of 1048576"
+        );
+        let e = EventLogError::AckOutOfRange {
+            consumer: "c".into(),
+            seq_no: 9,
+            last: Some(3),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot ack 9 for consumer `c`: the log holds 1..=3"
+        );
+    }
+
+    #[test]
+    fn retryable_only_for_transient_failures() {
+        let timeout = EventLogError::Timeout {
+            operation: "append",
+            after: Duration::from_secs(1),
+        };
+        assert!(timeout.is_retryable());
+        assert!(EventLogError::is_retryable_anyhow(&timeout.into()));
+        assert!(!EventLogError::InvalidEnvelope { reason: "x".into() }.is_retryable());
+    }
+}

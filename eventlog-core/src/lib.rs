@@ -1,0 +1,29 @@
+//! The core of `eventlog`: one persistent, ordered, replayable event log with
+//! consumer groups, whatever broker stores it.
+//!
+//! Application code is written against [`EventLog`]; backends (the in-memory
+//! log, NATS JetStream, Kafka, Redis Streams) live in crates of their own and
+//! depend on this one only. This crate holds no broker types.
+//!
+//! * [`EventEnvelope`]: a CloudEvents 1.0 event plus the sequence number the
+//!   log assigned to it.
+//! * [`SeqNo`], [`SeekPosition`], [`ConsumerState`]: where events and
+//!   consumers are.
+//! * [`EventLogError`]: every refusal and failure, the same on every backend;
+//!   reach it with `err.downcast_ref::<EventLogError>()`.
+//! * [`validate`]: the checks every backend runs before it touches its broker,
+//!   so every backend refuses the same inputs the same way.
+
+mod envelope;
+mod error;
+mod log;
+mod position;
+pub mod validate;
+
+pub use envelope::{EventEnvelope, SPEC_VERSION};
+pub use error::{BoxError, EventLogError, with_timeout};
+pub use log::{Capabilities, EventLog, EventStream};
+pub use position::{ConsumerState, SeekPosition, SeqNo};
+
+/// `anyhow::Result`, the result type of every [`EventLog`] method.
+pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;

@@ -1,0 +1,110 @@
+//! The `EventLog` trait.
+
+use crate::{ConsumerState, EventEnvelope, Result, SeekPosition, SeqNo, validate};
+use async_trait::async_trait;
+use futures::Stream;
+use std::pin::Pin;
+
+/// The events of a subscription, in sequence order, with no gap and no
+/// duplicate. It does not end on its own: it waits for new events, and
+/// reconnects after a broker restart. It ends only when the log can no longer
+/// serve it (the log was deleted, or a fault that is not transient); the
+/// reason is logged with `tracing`.
+pub type EventStream = Pin<Box<dyn Stream<Item = EventEnvelope> + Send>>;
+
+/// What a backend can do and what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The backend's name: `memory`, `nats`, `kafka` or `redis`.
+    pub backend: &'static str,
+    /// The largest payload `append` accepts, in bytes.
+    pub max_payload: usize,
+    /// Whether events and consumer positions outlive the process (they are
+    /// kept by a broker).
+    pub durable: bool,
+}
+
+impl Capabilities {
+    /// The capabilities of `backend`.
+    pub fn new(backend: &'static str, max_payload: usize, durable: bool) -> Self {
+        Self {
+            backend,
+            max_payload,
+            durable,
+        }
+    }
+}
+
+/// A persistent, ordered, replayable log of events with named consumers.
+///
+/// Every backend honours the same contract (the `conformance` crate checks it
+/// clause by clause): sequence numbers start at 1 and grow by one; a
+/// consumer's position is kept by the broker; acknowledgements are
+/// cumulative and never move a position backwards. Bad input is refused with
+/// an [`EventLogError`](crate::EventLogError) before anything reaches the
+/// broker.
+///
+/// One consumer name is one reader at a time: each backend's docs say what a
+/// second live subscription on the same name does.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Stores `envelope` at the end of the log and returns its sequence
+    /// number. A `seq_no` already set on the envelope is ignored.
+    async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo>;
+
+    /// Stores `envelopes` in the order given and returns their sequence
+    /// numbers, strictly increasing. An invalid envelope anywhere refuses the
+    /// whole batch before anything is stored.
+    ///
+    /// The default appends one at a time; backends override it to be faster
+    /// (and, where the broker allows, to store the batch contiguously).
+    async fn append_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<Vec<SeqNo>> {
+        validate::batch(&envelopes, self.capabilities().max_payload)?;
+        let mut seq_nos = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            seq_nos.push(self.append(envelope).await?);
+        }
+        Ok(seq_nos)
+    }
+
+    /// Streams events to `consumer` from `position`.
+    ///
+    /// Any position but [`SeekPosition::LastAcknowledged`] first sets the
+    /// consumer's stored position, exactly as [`seek`](Self::seek) would;
+    /// `LastAcknowledged` streams from the stored position and leaves it as it
+    /// is. Events are not acknowledged by being delivered: call
+    /// [`ack`](Self::ack).
+    async fn subscribe(&self, consumer: &str, position: SeekPosition) -> Result<EventStream>;
+
+    /// Acknowledges every event up to and including `seq_no` for `consumer`.
+    /// An ack below the current position is accepted and changes nothing;
+    /// 0 and numbers past the end of the log are refused.
+    async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<()>;
+
+    /// Sets where the next `subscribe(consumer, LastAcknowledged)` starts.
+    async fn seek(&self, consumer: &str, position: SeekPosition) -> Result<()>;
+
+    /// The highest sequence number stored, `None` for an empty log or when the
+    /// broker cannot be asked; [`try_last_seq_no`](Self::try_last_seq_no) says
+    /// why.
+    async fn last_seq_no(&self) -> Option<SeqNo> {
+        match self.try_last_seq_no().await {
+            Ok(last) => last,
+            Err(err) => {
+                tracing::warn!(error = %err, "last_seq_no: broker not answering");
+                None
+            }
+        }
+    }
+
+    /// The highest sequence number stored, or the error that prevented the
+    /// answer.
+    async fn try_last_seq_no(&self) -> Result<Option<SeqNo>>;
+
+    /// The consumer's last acknowledged sequence number and its lag.
+    async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState>;
+
+    /// What this backend can do and accepts.
+    fn capabilities(&self) -> Capabilities;
+}
