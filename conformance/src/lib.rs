@@ -10,9 +10,13 @@
 //! The clauses never assume an empty broker: every test opens logs and
 //! consumers with unique names, so all of them run in parallel on one broker.
 //! Waiting is always "poll until a deadline", never a fixed sleep.
+//!
+//! [`harness`] gives the broker suites their broker: a running one named by
+//! URL, or a container.
 
 pub mod clauses;
 mod fixture;
+pub mod harness;
 mod macros;
 pub mod support;
 

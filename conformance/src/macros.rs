@@ -8,7 +8,7 @@
 ///   clause but C23, C25, C26 and C28, which need one.
 /// * `contract_tests!(broker: fixture)` for a broker backend: every clause.
 ///
-/// ```ignore
+/// ```text
 /// conformance::contract_tests!(broker: RedisFixture::shared().await?);
 /// ```
 #[macro_export]

@@ -1,0 +1,158 @@
+//! Containers through the `docker` command line.
+
+use super::Listen;
+use anyhow::{Context, Result, bail};
+use std::net::TcpListener;
+use std::process::Stdio;
+use tokio::process::Command;
+
+/// The label every container of the suite carries, so leftovers are easy to
+/// find: `docker ps -a --filter label=eventlog-test`.
+pub(crate) const LABEL: &str = "eventlog-test";
+
+/// One broker container, removed when dropped.
+#[derive(Debug)]
+pub struct Container {
+    id: String,
+    port: u16,
+    /// Set once a watcher process removes the container at process exit, so
+    /// `Drop` leaves it alone.
+    reaped: bool,
+}
+
+/// Runs `docker args…` and returns its standard output.
+async fn docker(args: &[&str]) -> Result<String> {
+    let output = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run `docker`: is the Docker CLI installed?")?;
+    if !output.status.success() {
+        bail!(
+            "`docker {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Whether containers use the host's network (`EVENTLOG_TEST_DOCKER_NETWORK=host`).
+fn host_network() -> bool {
+    std::env::var("EVENTLOG_TEST_DOCKER_NETWORK").is_ok_and(|n| n == "host")
+}
+
+impl Container {
+    /// Starts `image` running `command(port)` for the broker `name`, reachable
+    /// at `127.0.0.1:port` on a free port: with host networking the broker
+    /// listens there itself; otherwise the same port is published from the
+    /// container, so the address survives a restart either way.
+    pub(crate) async fn run(name: &str, image: &str, command: fn(&Listen) -> Vec<String>) -> Result<Self> {
+        // Another process may take the free port before the broker binds it:
+        // try a few.
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let label = format!("{LABEL}={name}");
+            let publish = format!("127.0.0.1:{port}:{port}");
+            let mut args = vec!["run", "--detach", "--label", &label];
+            let bind = if host_network() {
+                args.extend(["--network", "host"]);
+                "127.0.0.1"
+            } else {
+                args.extend(["--publish", &publish]);
+                "0.0.0.0"
+            };
+            args.push(image);
+            let command = command(&Listen { port, bind });
+            args.extend(command.iter().map(String::as_str));
+            match docker(&args).await {
+                Ok(id) => return Ok(Self { id, port, reaped: false }),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.expect("at least one attempt"))
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `127.0.0.1:port`, where the broker listens.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker (SIGTERM, then SIGKILL after 10 s); the container and
+    /// its data stay.
+    pub async fn stop(&self) -> Result<()> {
+        docker(&["stop", "--time", "10", &self.id]).await.map(drop)
+    }
+
+    /// Starts the stopped container again.
+    pub async fn start(&self) -> Result<()> {
+        docker(&["start", &self.id]).await.map(drop)
+    }
+
+    /// Freezes every process of the container (SIGSTOP-like).
+    pub async fn pause(&self) -> Result<()> {
+        docker(&["pause", &self.id]).await.map(drop)
+    }
+
+    /// Thaws a paused container.
+    pub async fn unpause(&self) -> Result<()> {
+        docker(&["unpause", &self.id]).await.map(drop)
+    }
+
+    /// The container's last log lines, for failure messages.
+    pub async fn logs(&self) -> String {
+        match Command::new("docker").args(["logs", "--tail", "40", &self.id]).output().await {
+            Ok(out) => format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            Err(err) => format!("(no logs: {err})"),
+        }
+    }
+
+    /// Leaves the container's removal to a small watcher process that
+    /// removes it once this process has exited: a container kept in a
+    /// `static` is never dropped.
+    pub(crate) fn remove_when_process_exits(&mut self) -> Result<()> {
+        // The watcher runs in the background of a shell that exits at once,
+        // so it is nobody's child to wait for.
+        let watcher = format!(
+            "(while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+              docker rm --force --volumes {id} >/dev/null 2>&1) >/dev/null 2>&1 &",
+            pid = std::process::id(),
+            id = self.id
+        );
+        let status = std::process::Command::new("sh")
+            .args(["-c", &watcher])
+            .stdin(Stdio::null())
+            .status()
+            .context("cannot start the container's watcher")?;
+        if !status.success() {
+            bail!("the container's watcher did not start: {status}");
+        }
+        self.reaped = true;
+        Ok(())
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // Blocking is fine here: tests drop containers at their end.
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "--force", "--volumes", &self.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Brokers for the suite: a running one given by URL, or a container.
+//!
+//! For a broker named `redis`:
+//!
+//! * `EVENTLOG_TEST_REDIS_URL` set: the suite uses that running broker.
+//! * otherwise the first test of the binary starts one container from
+//!   `EVENTLOG_TEST_REDIS_IMAGE` (default: the pinned official image), shared
+//!   by every test of the binary; unique log and consumer names keep the
+//!   tests apart. The container is removed when the test binary exits.
+//! * `EVENTLOG_TEST_DOCKER_NETWORK=host` runs containers with host networking
+//!   on a free 127.0.0.1 port (what `scripts/test` uses); by default the
+//!   container port is published on 127.0.0.1.
+//!
+//! The fault clauses (C25, C26) always get a container of their own, which
+//! they stop and start; they need Docker even when a URL is given.
+//!
+//! Containers are driven through the `docker` command line rather than a
+//! Docker API client library: the CLI negotiates the API version with the
+//! engine, so the same harness works with Debian's Docker 20.10 (API 1.41)
+//! and with Docker 29 (which refuses clients older than API 1.44), and
+//! neither testcontainers' pinned API version nor a fixed old one does.
+
+mod docker;
+
+pub use docker::Container;
+
+
+use anyhow::{Context, Result, bail};
+use futures::future::BoxFuture;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a broker may take to answer after its container starts.
+const READY_WITHIN: Duration = Duration::from_secs(90);
+
+/// Where a broker in a container listens.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Listen {
+    /// The port, the same inside the container and on 127.0.0.1.
+    pub port: u16,
+    /// The address to bind: `127.0.0.1` with host networking (nothing but
+    /// loopback may reach it), `0.0.0.0` inside a container whose port is
+    /// published.
+    pub bind: &'static str,
+}
+
+/// A broker the suite can start, as its backend's test file describes it.
+#[derive(Debug)]
+pub struct BrokerSpec {
+    /// The broker's name, upper-cased in environment variables:
+    /// `EVENTLOG_TEST_<NAME>_URL`, `EVENTLOG_TEST_<NAME>_IMAGE`.
+    pub name: &'static str,
+    /// The image users with internet get: a pinned official tag.
+    pub default_image: &'static str,
+    /// The container's command line for a broker listening where `listen`
+    /// says, with clients told to connect to `127.0.0.1:<port>`.
+    pub command: fn(listen: &Listen) -> Vec<String>,
+    /// Succeeds once the broker at `host:port` serves requests.
+    pub ready: fn(address: String) -> BoxFuture<'static, Result<()>>,
+}
+
+impl BrokerSpec {
+    fn env(&self, what: &str) -> String {
+        format!("EVENTLOG_TEST_{}_{what}", self.name.to_uppercase())
+    }
+
+    /// The URL of the running broker the caller gave, if any.
+    pub fn given_url(&self) -> Option<String> {
+        std::env::var(self.env("URL")).ok().filter(|url| !url.is_empty())
+    }
+
+    fn image(&self) -> String {
+        std::env::var(self.env("IMAGE"))
+            .ok()
+            .filter(|image| !image.is_empty())
+            .unwrap_or_else(|| self.default_image.to_owned())
+    }
+
+    /// What to tell someone whose suite found no broker.
+    fn how_to_provide(&self) -> String {
+        format!(
+            "the {name} suite needs a {name} broker: set {url} to the URL of a running one, \
+             or make Docker available (`scripts/test` installs and starts it on Debian, and \
+             builds a local image; {image} names the image to run)",
+            name = self.name,
+            url = self.env("URL"),
+            image = self.env("IMAGE"),
+        )
+    }
+
+    /// Starts a container of this broker and waits until it answers.
+    pub async fn start_container(&'static self) -> Result<Container> {
+        let container = Container::run(self.name, &self.image(), self.command)
+            .await
+            .with_context(|| self.how_to_provide())?;
+        self.wait_ready(&container).await?;
+        Ok(container)
+    }
+
+    /// Waits until the broker in `container` answers, or fails with its logs.
+    pub async fn wait_ready(&self, container: &Container) -> Result<()> {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let attempt = (self.ready)(container.address()).await;
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(err) if Instant::now() >= deadline => {
+                    let logs = container.logs().await;
+                    bail!(
+                        "{} in container {} did not answer within {READY_WITHIN:?}: {err:#}\n\
+                         its last log lines:\n{logs}",
+                        self.name,
+                        container.id()
+                    );
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+/// The broker shared by every test of one test binary.
+#[derive(Debug)]
+pub enum SharedBroker {
+    /// A running broker given by URL.
+    Url(String),
+    /// A container started for this test binary.
+    Container(Container),
+}
+
+impl SharedBroker {
+    /// The broker given by `EVENTLOG_TEST_<NAME>_URL`, or a new container
+    /// removed when this process exits.
+    pub async fn start(spec: &'static BrokerSpec) -> Result<Self> {
+        if let Some(url) = spec.given_url() {
+            return Ok(Self::Url(url));
+        }
+        let mut container = spec.start_container().await?;
+        container.remove_when_process_exits()?;
+        Ok(Self::Container(container))
+    }
+
+    /// The URL of the broker: the given one, or `{scheme}://127.0.0.1:port`.
+    pub fn url(&self, scheme: &str) -> String {
+        match self {
+            Self::Url(url) => url.clone(),
+            Self::Container(c) => format!("{scheme}://{}", c.address()),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The Lua scripts behind ack, seek and consumer state.
+//!
+//! Each runs atomically on the server, so a cumulative ack (acknowledge
+//! every pending entry up to n, then move the group's last delivered id)
+//! or a seek (move the group, drop its pending entries) is never seen half
+//! done, and costs one round trip.
+//!
+//! A consumer's position is the group's acknowledgement floor: the entry
+//! before its oldest pending entry, or its last delivered id when nothing
+//! is pending.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+const HELPERS: &str = r#"
+local function seq(id) return tonumber(string.match(id, '^0%-(%d+)$')) or 0 end
+local function last_seq(key)
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return seq(info[i + 1]) end
+  end
+  return 0
+end
+-- The group's last delivered sequence number, or nil when there is no group.
+local function delivered(key, group)
+  if redis.call('EXISTS', key) == 0 then return nil end
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    if name == group then return seq(last) end
+  end
+  return nil
+end
+local function position(key, group)
+  local last = delivered(key, group)
+  if last == nil then return nil end
+  local pending = redis.call('XPENDING', key, group)
+  if pending[1] > 0 then return seq(pending[2]) - 1 end
+  return last
+end
+"#;
+
+/// `KEYS[1]` stream, `ARGV[1]` group, `ARGV[2]` n: acknowledges everything
+/// up to n. Returns `{1, last}`, or `{0, last}` when n is out of range.
+pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{HELPERS}
+local key, group, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local last = last_seq(key)
+if n < 1 or n > last then return {{0, last}} end
+local pos = position(key, group)
+if pos == nil then
+  redis.call('XGROUP', 'CREATE', key, group, '0-' .. ARGV[2], 'MKSTREAM')
+  return {{1, last}}
+end
+if n <= pos then return {{1, last}} end
+while true do
+  local pending = redis.call('XPENDING', key, group, '-', '0-' .. ARGV[2], 1000)
+  if #pending == 0 then break end
+  local ids = {{}}
+  for i, p in ipairs(pending) do ids[i] = p[1] end
+  redis.call('XACK', key, group, unpack(ids))
+end
+if delivered(key, group) < n then redis.call('XGROUP', 'SETID', key, group, '0-' .. ARGV[2]) end
+return {{1, last}}
+"#
+    ))
+});
+
+/// `KEYS[1]` stream, `ARGV[1]` group, `ARGV[2]` the id to move to (`0-k`
+/// or `$`): sets the group's position and drops its pending entries, so
+/// nothing stale is delivered again. Creates the group if needed.
+pub(crate) static SEEK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{HELPERS}
+local key, group, id = KEYS[1], ARGV[1], ARGV[2]
+if delivered(key, group) == nil then
+  redis.call('XGROUP', 'CREATE', key, group, id, 'MKSTREAM')
+  return 1
+end
+redis.call('XGROUP', 'SETID', key, group, id)
+local summary = redis.call('XPENDING', key, group)
+if type(summary[4]) == 'table' then
+  for _, member in ipairs(summary[4]) do redis.call('XGROUP', 'DELCONSUMER', key, group, member[1]) end
+end
+return 1
+"#
+    ))
+});
+
+/// `KEYS[1]` stream, `ARGV[1]` group: creates the group at the beginning
+/// unless it exists.
+pub(crate) static ENSURE_GROUP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{HELPERS}
+if delivered(KEYS[1], ARGV[1]) == nil then
+  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0-0', 'MKSTREAM')
+end
+return 1
+"#
+    ))
+});
+
+/// `KEYS[1]` stream, `ARGV[1]` group: `{position or -1, last}`; changes
+/// nothing.
+pub(crate) static STATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{HELPERS}
+local pos = position(KEYS[1], ARGV[1])
+return {{pos or -1, last_seq(KEYS[1])}}
+"#
+    ))
+});
+
+/// `KEYS[1]` stream: the last sequence number, 0 when empty or missing.
+pub(crate) static LAST: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{HELPERS}\nreturn last_seq(KEYS[1])\n")));
