@@ -50,7 +50,7 @@ pub(crate) fn format_time(time: DateTime<Utc>) -> String {
 /// name, value…).
 pub(crate) fn decode(seq_no: SeqNo, fields: Vec<Vec<u8>>) -> Result<EventEnvelope, EventLogError> {
     let bad = |reason: String| EventLogError::Decode { seq_no, reason };
-    if fields.len() % 2 != 0 {
+    if !fields.len().is_multiple_of(2) {
         return Err(bad("an odd number of field names and values".into()));
     }
     let text = |name: &str, value: Vec<u8>| {
@@ -109,7 +109,10 @@ mod tests {
     use super::*;
 
     fn flat(fields: Vec<(&str, Vec<u8>)>) -> Vec<Vec<u8>> {
-        fields.into_iter().flat_map(|(k, v)| [k.as_bytes().to_vec(), v]).collect()
+        fields
+            .into_iter()
+            .flat_map(|(k, v)| [k.as_bytes().to_vec(), v])
+            .collect()
     }
 
     #[test]
@@ -126,9 +129,19 @@ mod tests {
         let e = EventEnvelope::new("/s", "t", &b""[..]);
         let mut fields = encode(&e);
         fields.retain(|(k, _)| *k != "id");
-        assert!(matches!(decode(1, flat(fields)), Err(EventLogError::Decode { .. })));
-        for fields in [vec![b"x".to_vec()], vec![vec![0xff], vec![]], vec![b"time".to_vec(), b"yesterday".to_vec()]] {
-            assert!(matches!(decode(1, fields), Err(EventLogError::Decode { .. })));
+        assert!(matches!(
+            decode(1, flat(fields)),
+            Err(EventLogError::Decode { .. })
+        ));
+        for fields in [
+            vec![b"x".to_vec()],
+            vec![vec![0xff], vec![]],
+            vec![b"time".to_vec(), b"yesterday".to_vec()],
+        ] {
+            assert!(matches!(
+                decode(1, fields),
+                Err(EventLogError::Decode { .. })
+            ));
         }
         assert!(seq_of("5-1").is_err() && seq_of("0-0").is_err() && seq_of("0-x").is_err());
         assert_eq!(seq_of("0-42").unwrap(), 42);

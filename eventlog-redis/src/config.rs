@@ -71,18 +71,36 @@ impl RedisConfig {
         let parsed = url::Url::parse(url)
             .map_err(|e| invalid(format!("`{}` is not a URL: {e}", redact(url))))?;
         if !matches!(parsed.scheme(), "redis" | "rediss") {
-            return Err(invalid(format!("scheme `{}` is not redis or rediss", parsed.scheme())));
+            return Err(invalid(format!(
+                "scheme `{}` is not redis or rediss",
+                parsed.scheme()
+            )));
         }
-        let host = parsed.host_str().ok_or_else(|| invalid("the URL names no host".into()))?;
-        let segments: Vec<&str> = parsed.path_segments().map(|s| s.filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| invalid("the URL names no host".into()))?;
+        let segments: Vec<&str> = parsed
+            .path_segments()
+            .map(|s| s.filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
         let (db, log) = match segments.as_slice() {
             [log] => (None, *log),
             [db, log] => (Some(*db), *log),
-            _ => return Err(invalid(format!("`{}` must end in /<log> or /<db>/<log>", redact(url)))),
+            _ => {
+                return Err(invalid(format!(
+                    "`{}` must end in /<log> or /<db>/<log>",
+                    redact(url)
+                )));
+            }
         };
-        let mut server = format!("{}://{host}:{}", parsed.scheme(), parsed.port().unwrap_or(6379));
+        let mut server = format!(
+            "{}://{host}:{}",
+            parsed.scheme(),
+            parsed.port().unwrap_or(6379)
+        );
         if let Some(db) = db {
-            db.parse::<u32>().map_err(|_| invalid(format!("database `{db}` is not a number")))?;
+            db.parse::<u32>()
+                .map_err(|_| invalid(format!("database `{db}` is not a number")))?;
             server.push('/');
             server.push_str(db);
         }
@@ -95,7 +113,9 @@ impl RedisConfig {
         }
         for (key, value) in parsed.query_pairs() {
             let number = || {
-                value.parse::<u64>().map_err(|_| invalid(format!("`{key}` must be a whole number, not `{value}`")))
+                value
+                    .parse::<u64>()
+                    .map_err(|_| invalid(format!("`{key}` must be a whole number, not `{value}`")))
             };
             builder = match key.as_ref() {
                 "timeout_ms" => builder.with_timeout(Duration::from_millis(number()?)),
@@ -116,7 +136,9 @@ impl RedisConfig {
 
 /// A percent-encoded part of a URL's user information, decoded.
 fn decode(part: &str) -> String {
-    percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(part)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `url` with any password replaced by `***`, for messages.
@@ -182,7 +204,9 @@ impl RedisConfigBuilder {
         let config = self.config;
         validate::log_name(&config.log)?;
         if config.timeout.is_zero() || config.block.is_zero() {
-            return Err(EventLogError::InvalidConfig { reason: "timeouts must be above zero".into() });
+            return Err(EventLogError::InvalidConfig {
+                reason: "timeouts must be above zero".into(),
+            });
         }
         if config.url.contains('@') {
             return Err(EventLogError::InvalidConfig {
@@ -202,10 +226,12 @@ mod tests {
 
     #[test]
     fn url_with_everything() {
-        let c = RedisConfig::from_url("redis://ann:s3cr%40t@example.com:7000/2/orders?timeout_ms=1500&key_prefix=app:")
-            .unwrap()
-            .build()
-            .unwrap();
+        let c = RedisConfig::from_url(
+            "redis://ann:s3cr%40t@example.com:7000/2/orders?timeout_ms=1500&key_prefix=app:",
+        )
+        .unwrap()
+        .build()
+        .unwrap();
         assert_eq!(c.url, "redis://example.com:7000/2");
         assert_eq!(c.log, "orders");
         assert_eq!(c.username.as_deref(), Some("ann"));
@@ -227,9 +253,14 @@ mod tests {
             "redis://h/x/log",
             "not a url with hunter2@",
         ] {
-            let err = RedisConfig::from_url(url).and_then(RedisConfigBuilder::build).unwrap_err();
+            let err = RedisConfig::from_url(url)
+                .and_then(RedisConfigBuilder::build)
+                .unwrap_err();
             assert!(
-                matches!(err, EventLogError::InvalidConfig { .. } | EventLogError::InvalidLogName { .. }),
+                matches!(
+                    err,
+                    EventLogError::InvalidConfig { .. } | EventLogError::InvalidLogName { .. }
+                ),
                 "{url}: {err:?}"
             );
             assert!(!err.to_string().contains("hunter2"), "{err}");

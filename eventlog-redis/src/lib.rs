@@ -58,6 +58,8 @@ mod log;
 mod scripts;
 mod subscription;
 
-pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT, RedisConfig, RedisConfigBuilder};
+pub use config::{
+    DEFAULT_KEY_PREFIX, DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT, RedisConfig, RedisConfigBuilder,
+};
 pub use log::RedisEventLog;
 pub use subscription::client_name as subscription_client_name;

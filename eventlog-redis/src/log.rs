@@ -32,7 +32,9 @@ pub(crate) struct Inner {
 
 impl fmt::Debug for RedisEventLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisEventLog").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("RedisEventLog")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,12 +48,21 @@ impl RedisEventLog {
             .set_response_timeout(Some(config.timeout))
             .set_number_of_retries(2);
         let mut conn = with_timeout("connect", config.timeout, async {
-            ConnectionManager::new_with_config(client.clone(), manager_config).await.map_err(|e| from_redis(e).into())
+            ConnectionManager::new_with_config(client.clone(), manager_config)
+                .await
+                .map_err(|e| from_redis(e).into())
         })
         .await?;
         check_version(&mut conn, config.timeout).await?;
         let key = config.stream_key();
-        Ok(Self { inner: Arc::new(Inner { config, key, client, conn }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                key,
+                client,
+                conn,
+            }),
+        })
     }
 
     /// Connects to the log a URL names; see [`RedisConfig::from_url`].
@@ -70,10 +81,16 @@ impl RedisEventLog {
     }
 
     /// Runs `cmd` on the shared connection within the configured timeout.
-    async fn query<T: redis::FromRedisValue + Send>(&self, operation: &'static str, cmd: redis::Cmd) -> Result<T> {
+    async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        operation: &'static str,
+        cmd: redis::Cmd,
+    ) -> Result<T> {
         let mut conn = self.inner.conn.clone();
         with_timeout(operation, self.inner.config.timeout, async move {
-            cmd.query_async(&mut conn).await.map_err(|e| from_redis(e).into())
+            cmd.query_async(&mut conn)
+                .await
+                .map_err(|e| from_redis(e).into())
         })
         .await
     }
@@ -91,7 +108,10 @@ impl RedisEventLog {
             invocation.arg(*arg);
         }
         with_timeout(operation, self.inner.config.timeout, async move {
-            invocation.invoke_async(&mut conn).await.map_err(|e| from_redis(e).into())
+            invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| from_redis(e).into())
         })
         .await
     }
@@ -104,7 +124,9 @@ impl RedisEventLog {
             SeekPosition::Sequence(n) => format!("0-{}", n - 1),
             _ => return Ok(()),
         };
-        self.script::<i64>("seek", &scripts::SEEK, &[consumer, &id]).await.map(drop)
+        self.script::<i64>("seek", &scripts::SEEK, &[consumer, &id])
+            .await
+            .map(drop)
     }
 }
 
@@ -117,9 +139,14 @@ pub(crate) fn client_for(config: &RedisConfig) -> Result<redis::Client> {
         }
         .into());
     }
-    let info = config.url.as_str().into_connection_info().map_err(|e| EventLogError::InvalidConfig {
-        reason: format!("Redis URL `{}`: {e}", crate::config::redact(&config.url)),
-    })?;
+    let info =
+        config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| EventLogError::InvalidConfig {
+                reason: format!("Redis URL `{}`: {e}", crate::config::redact(&config.url)),
+            })?;
     let mut settings = info.redis_settings().clone();
     if let Some(username) = &config.username {
         settings = settings.set_username(username);
@@ -132,7 +159,11 @@ pub(crate) fn client_for(config: &RedisConfig) -> Result<redis::Client> {
 
 async fn check_version(conn: &mut ConnectionManager, timeout: std::time::Duration) -> Result<()> {
     let info: String = with_timeout("connect", timeout, async {
-        redis::cmd("INFO").arg("server").query_async(conn).await.map_err(|e| from_redis(e).into())
+        redis::cmd("INFO")
+            .arg("server")
+            .query_async(conn)
+            .await
+            .map_err(|e| from_redis(e).into())
     })
     .await?;
     let version = info
@@ -141,10 +172,16 @@ async fn check_version(conn: &mut ConnectionManager, timeout: std::time::Duratio
         .unwrap_or("unknown")
         .trim()
         .to_owned();
-    let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
     if major < MIN_REDIS_MAJOR {
         return Err(EventLogError::InvalidConfig {
-            reason: format!("Redis {MIN_REDIS_MAJOR}.0 or newer is needed, the server is {version}"),
+            reason: format!(
+                "Redis {MIN_REDIS_MAJOR}.0 or newer is needed, the server is {version}"
+            ),
         }
         .into());
     }
@@ -156,7 +193,9 @@ impl EventLog for RedisEventLog {
     async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo> {
         validate::envelope(&envelope, self.inner.config.max_payload)?;
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.inner.key).arg("0-*").arg(codec::encode(&envelope));
+        cmd.arg(&self.inner.key)
+            .arg("0-*")
+            .arg(codec::encode(&envelope));
         let id: String = self.query("append", cmd).await?;
         Ok(codec::seq_of(&id)?)
     }
@@ -170,21 +209,30 @@ impl EventLog for RedisEventLog {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for envelope in &envelopes {
-            pipe.cmd("XADD").arg(&self.inner.key).arg("0-*").arg(codec::encode(envelope));
+            pipe.cmd("XADD")
+                .arg(&self.inner.key)
+                .arg("0-*")
+                .arg(codec::encode(envelope));
         }
         let mut conn = self.inner.conn.clone();
-        let ids: Vec<String> = with_timeout("append_batch", self.inner.config.timeout, async move {
-            pipe.query_async(&mut conn).await.map_err(|e| from_redis(e).into())
-        })
-        .await?;
-        ids.iter().map(|id| codec::seq_of(id).map_err(Into::into)).collect()
+        let ids: Vec<String> =
+            with_timeout("append_batch", self.inner.config.timeout, async move {
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(|e| from_redis(e).into())
+            })
+            .await?;
+        ids.iter()
+            .map(|id| codec::seq_of(id).map_err(Into::into))
+            .collect()
     }
 
     async fn subscribe(&self, consumer: &str, position: SeekPosition) -> Result<EventStream> {
         validate::consumer_name(consumer)?;
         validate::position(position)?;
         if position == SeekPosition::LastAcknowledged {
-            self.script::<i64>("subscribe", &scripts::ENSURE_GROUP, &[consumer]).await?;
+            self.script::<i64>("subscribe", &scripts::ENSURE_GROUP, &[consumer])
+                .await?;
         } else {
             self.move_to(consumer, position).await?;
         }
@@ -194,12 +242,24 @@ impl EventLog for RedisEventLog {
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<()> {
         validate::consumer_name(consumer)?;
         if seq_no == 0 {
-            return Err(EventLogError::AckOutOfRange { consumer: consumer.to_owned(), seq_no, last: None }.into());
+            return Err(EventLogError::AckOutOfRange {
+                consumer: consumer.to_owned(),
+                seq_no,
+                last: None,
+            }
+            .into());
         }
-        let (accepted, last): (i64, u64) = self.script("ack", &scripts::ACK, &[consumer, &seq_no.to_string()]).await?;
+        let (accepted, last): (i64, u64) = self
+            .script("ack", &scripts::ACK, &[consumer, &seq_no.to_string()])
+            .await?;
         if accepted == 0 {
             let last = (last > 0).then_some(last);
-            return Err(EventLogError::AckOutOfRange { consumer: consumer.to_owned(), seq_no, last }.into());
+            return Err(EventLogError::AckOutOfRange {
+                consumer: consumer.to_owned(),
+                seq_no,
+                last,
+            }
+            .into());
         }
         Ok(())
     }
@@ -217,7 +277,9 @@ impl EventLog for RedisEventLog {
 
     async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState> {
         validate::consumer_name(consumer)?;
-        let (position, last): (i64, u64) = self.script("consumer_state", &scripts::STATE, &[consumer]).await?;
+        let (position, last): (i64, u64) = self
+            .script("consumer_state", &scripts::STATE, &[consumer])
+            .await?;
         let next = u64::try_from(position).map_or(1, |p| p + 1);
         Ok(ConsumerState::from_next(next, (last > 0).then_some(last)))
     }

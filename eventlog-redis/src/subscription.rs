@@ -82,7 +82,10 @@ async fn connect(inner: &Inner) -> redis::RedisResult<MultiplexedConnection> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(inner.config.timeout))
         .set_response_timeout(None);
-    let mut conn = inner.client.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut conn = inner
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     redis::cmd("CLIENT")
         .arg("SETNAME")
         .arg(client_name(&inner.config.log))
@@ -130,12 +133,17 @@ impl Subscription {
             }
         };
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.consumer).arg(MEMBER).arg("COUNT").arg(BATCH);
+        cmd.arg("GROUP")
+            .arg(&self.consumer)
+            .arg(MEMBER)
+            .arg("COUNT")
+            .arg(BATCH);
         let mut wait = timeout;
         let from = match &self.phase {
             Phase::Pending(after) => after.clone(),
             Phase::New => {
-                cmd.arg("BLOCK").arg(self.inner.config.block.as_millis() as u64);
+                cmd.arg("BLOCK")
+                    .arg(self.inner.config.block.as_millis() as u64);
                 wait += self.inner.config.block;
                 ">".to_owned()
             }
@@ -145,7 +153,10 @@ impl Subscription {
             .await
             .map_err(|_| Failure::Transient(format!("no answer to XREADGROUP within {wait:?}")))?
             .map_err(|e| classify(&e))?;
-        let entries = reply.and_then(|streams| streams.into_iter().next()).map(|(_, e)| e).unwrap_or_default();
+        let entries = reply
+            .and_then(|streams| streams.into_iter().next())
+            .map(|(_, e)| e)
+            .unwrap_or_default();
         if entries.is_empty() {
             if let Phase::Pending(_) = self.phase {
                 self.phase = Phase::New;
@@ -158,7 +169,9 @@ impl Subscription {
                 after.clone_from(&id);
             }
             // Handed out before a reconnect, or deleted since delivery.
-            let (true, Some(fields)) = (seq > self.last, fields) else { continue };
+            let (true, Some(fields)) = (seq > self.last, fields) else {
+                continue;
+            };
             let event = codec::decode(seq, fields).map_err(|e| Failure::Fatal(e.to_string()))?;
             self.last = seq;
             self.buffer.push_back(event);

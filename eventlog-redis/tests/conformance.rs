@@ -27,24 +27,43 @@ static REDIS: BrokerSpec = BrokerSpec {
 fn redis_command(listen: &Listen) -> Vec<String> {
     let port = listen.port.to_string();
     // Append-only persistence, so a restarted server still has the log.
-    ["redis-server", "--port", &port, "--bind", listen.bind, "--protected-mode", "no", "--appendonly", "yes"]
-        .map(str::to_owned)
-        .to_vec()
+    [
+        "redis-server",
+        "--port",
+        &port,
+        "--bind",
+        listen.bind,
+        "--protected-mode",
+        "no",
+        "--appendonly",
+        "yes",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(url)?;
-    Ok(tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection()).await??)
+    Ok(tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await??)
 }
 
 async fn ping(url: String) -> Result<()> {
-    let pong: String = redis::cmd("PING").query_async(&mut raw(&url).await?).await?;
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut raw(&url).await?)
+        .await?;
     anyhow::ensure!(pong == "PONG", "PING answered {pong}");
     Ok(())
 }
 
 async fn open(url: &str, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
-    let config = RedisConfig::builder(url, log).with_key_prefix(PREFIX).with_timeout(timeout).build()?;
+    let config = RedisConfig::builder(url, log)
+        .with_key_prefix(PREFIX)
+        .with_timeout(timeout)
+        .build()?;
     Ok(Arc::new(RedisEventLog::connect(config).await?))
 }
 
@@ -55,8 +74,12 @@ struct Redis {
 impl Redis {
     async fn shared() -> Result<Self> {
         static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
-        let broker = SHARED.get_or_try_init(|| SharedBroker::start(&REDIS)).await?;
-        Ok(Self { url: broker.url("redis") })
+        let broker = SHARED
+            .get_or_try_init(|| SharedBroker::start(&REDIS))
+            .await?;
+        Ok(Self {
+            url: broker.url("redis"),
+        })
     }
 
     fn key(log: &str) -> String {
@@ -72,7 +95,10 @@ impl Fixture for Redis {
 
     /// Connections named for the log's subscriptions, from `CLIENT LIST`.
     async fn subscription_resources(&self, log: &str) -> Result<usize> {
-        let clients: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut raw(&self.url).await?).await?;
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut raw(&self.url).await?)
+            .await?;
         let name = format!("name={} ", subscription_client_name(log));
         Ok(clients.lines().filter(|line| line.contains(&name)).count())
     }
@@ -88,15 +114,22 @@ impl Broker for Redis {
     /// one, or `last-delivered-id` when nothing is pending.
     async fn raw_acked(&self, log: &str, consumer: &str) -> Result<Option<SeqNo>> {
         let mut conn = raw(&self.url).await?;
-        let groups: Vec<HashMap<String, redis::Value>> =
-            redis::cmd("XINFO").arg("GROUPS").arg(Self::key(log)).query_async(&mut conn).await?;
+        let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(Self::key(log))
+            .query_async(&mut conn)
+            .await?;
         let group = groups
             .iter()
             .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == consumer.as_bytes()))
             .with_context(|| format!("XINFO GROUPS shows no group `{consumer}`"))?;
         let delivered: String = redis::from_redis_value(group["last-delivered-id"].clone())?;
         let (pending, oldest, _, _): (u64, Option<String>, Option<String>, redis::Value) =
-            redis::cmd("XPENDING").arg(Self::key(log)).arg(consumer).query_async(&mut conn).await?;
+            redis::cmd("XPENDING")
+                .arg(Self::key(log))
+                .arg(consumer)
+                .query_async(&mut conn)
+                .await?;
         let floor = match (pending, oldest) {
             (0, _) => entry_seq(&delivered)?,
             (_, Some(oldest)) => entry_seq(&oldest)? - 1,
@@ -108,16 +141,31 @@ impl Broker for Redis {
     /// `XRANGE` of the entry, read as `docs/wire-format.md` describes it.
     async fn raw_read(&self, log: &str, seq_no: SeqNo) -> Result<EventEnvelope> {
         let id = format!("0-{seq_no}");
-        let entries: Vec<(String, HashMap<String, Vec<u8>>)> =
-            redis::cmd("XRANGE").arg(Self::key(log)).arg(&id).arg(&id).query_async(&mut raw(&self.url).await?).await?;
-        let (_, mut fields) = entries.into_iter().next().with_context(|| format!("no entry {id}"))?;
+        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(Self::key(log))
+            .arg(&id)
+            .arg(&id)
+            .query_async(&mut raw(&self.url).await?)
+            .await?;
+        let (_, mut fields) = entries
+            .into_iter()
+            .next()
+            .with_context(|| format!("no entry {id}"))?;
         let mut text = |name: &str| fields.remove(name).map(String::from_utf8).transpose();
-        anyhow::ensure!(text("specversion")?.as_deref() == Some("1.0"), "specversion is not 1.0");
-        let time = chrono::DateTime::parse_from_rfc3339(&text("time")?.context("no time")?)?.to_utc();
-        let mut event = EventEnvelope::new(text("source")?.context("no source")?, text("type")?.context("no type")?, Vec::new())
-            .with_id(text("id")?.context("no id")?)
-            .with_time(time)
-            .with_seq_no(seq_no);
+        anyhow::ensure!(
+            text("specversion")?.as_deref() == Some("1.0"),
+            "specversion is not 1.0"
+        );
+        let time =
+            chrono::DateTime::parse_from_rfc3339(&text("time")?.context("no time")?)?.to_utc();
+        let mut event = EventEnvelope::new(
+            text("source")?.context("no source")?,
+            text("type")?.context("no type")?,
+            Vec::new(),
+        )
+        .with_id(text("id")?.context("no id")?)
+        .with_time(time)
+        .with_seq_no(seq_no);
         event.subject = text("subject")?;
         event.content_type = text("datacontenttype")?;
         event.payload = fields.remove("data").context("no data")?.into();
@@ -131,8 +179,16 @@ impl Broker for Redis {
     async fn raw_publish(&self, log: &str, event: &EventEnvelope) -> Result<()> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(Self::key(log)).arg("0-*");
-        cmd.arg("specversion").arg("1.0").arg("id").arg(&event.id).arg("source").arg(&event.source);
-        cmd.arg("type").arg(&event.event_type).arg("time").arg(event.time.to_rfc3339());
+        cmd.arg("specversion")
+            .arg("1.0")
+            .arg("id")
+            .arg(&event.id)
+            .arg("source")
+            .arg(&event.source);
+        cmd.arg("type")
+            .arg(&event.event_type)
+            .arg("time")
+            .arg(event.time.to_rfc3339());
         if let Some(subject) = &event.subject {
             cmd.arg("subject").arg(subject);
         }
@@ -143,17 +199,22 @@ impl Broker for Redis {
             cmd.arg(name).arg(value);
         }
         cmd.arg("data").arg(event.payload.as_ref());
-        cmd.query_async::<String>(&mut raw(&self.url).await?).await?;
+        cmd.query_async::<String>(&mut raw(&self.url).await?)
+            .await?;
         Ok(())
     }
 
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        Ok(Box::new(OwnRedis { container: REDIS.start_container().await? }))
+        Ok(Box::new(OwnRedis {
+            container: REDIS.start_container().await?,
+        }))
     }
 }
 
 fn entry_seq(id: &str) -> Result<SeqNo> {
-    id.strip_prefix("0-").and_then(|n| n.parse().ok()).with_context(|| format!("entry id {id}"))
+    id.strip_prefix("0-")
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("entry id {id}"))
 }
 
 /// A Redis container of one test's own.
@@ -164,7 +225,12 @@ struct OwnRedis {
 #[async_trait]
 impl FaultyBroker for OwnRedis {
     async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
-        open(&format!("redis://{}", self.container.address()), log, timeout).await
+        open(
+            &format!("redis://{}", self.container.address()),
+            log,
+            timeout,
+        )
+        .await
     }
 
     async fn stop(&self) -> Result<()> {

@@ -53,7 +53,11 @@ impl Container {
     /// at `127.0.0.1:port` on a free port: with host networking the broker
     /// listens there itself; otherwise the same port is published from the
     /// container, so the address survives a restart either way.
-    pub(crate) async fn run(name: &str, image: &str, command: fn(&Listen) -> Vec<String>) -> Result<Self> {
+    pub(crate) async fn run(
+        name: &str,
+        image: &str,
+        command: fn(&Listen) -> Vec<String>,
+    ) -> Result<Self> {
         // Another process may take the free port before the broker binds it:
         // try a few.
         let mut last_error = None;
@@ -73,7 +77,13 @@ impl Container {
             let command = command(&Listen { port, bind });
             args.extend(command.iter().map(String::as_str));
             match docker(&args).await {
-                Ok(id) => return Ok(Self { id, port, reaped: false }),
+                Ok(id) => {
+                    return Ok(Self {
+                        id,
+                        port,
+                        reaped: false,
+                    });
+                }
                 Err(err) => last_error = Some(err),
             }
         }
@@ -113,8 +123,16 @@ impl Container {
 
     /// The container's last log lines, for failure messages.
     pub async fn logs(&self) -> String {
-        match Command::new("docker").args(["logs", "--tail", "40", &self.id]).output().await {
-            Ok(out) => format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        match Command::new("docker")
+            .args(["logs", "--tail", "40", &self.id])
+            .output()
+            .await
+        {
+            Ok(out) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
             Err(err) => format!("(no logs: {err})"),
         }
     }

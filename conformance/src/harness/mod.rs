@@ -24,7 +24,6 @@ mod docker;
 
 pub use docker::Container;
 
-
 use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
 use std::time::Duration;
@@ -67,7 +66,9 @@ impl BrokerSpec {
 
     /// The URL of the running broker the caller gave, if any.
     pub fn given_url(&self) -> Option<String> {
-        std::env::var(self.env("URL")).ok().filter(|url| !url.is_empty())
+        std::env::var(self.env("URL"))
+            .ok()
+            .filter(|url| !url.is_empty())
     }
 
     fn image(&self) -> String {
