@@ -11,6 +11,8 @@
 //!   consumers are.
 //! * [`EventLogError`]: every refusal and failure, the same on every backend;
 //!   reach it with `err.downcast_ref::<EventLogError>()`.
+//! * [`Secret`] and [`redact_url`]: credentials kept out of `Debug`, logs
+//!   and errors.
 //! * [`validate`]: the checks every backend runs before it touches its broker,
 //!   so every backend refuses the same inputs the same way.
 
@@ -18,12 +20,14 @@ mod envelope;
 mod error;
 mod log;
 mod position;
+mod secret;
 pub mod validate;
 
 pub use envelope::{EventEnvelope, SPEC_VERSION};
 pub use error::{BoxError, EventLogError, with_timeout};
 pub use log::{Capabilities, EventLog, EventStream};
 pub use position::{ConsumerState, SeekPosition, SeqNo};
+pub use secret::{Secret, redact_url};
 
 /// `anyhow::Result`, the result type of every [`EventLog`] method.
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;

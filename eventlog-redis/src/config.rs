@@ -1,7 +1,6 @@
 //! Configuration: a builder, filled by hand or from a URL.
 
-use eventlog_core::{EventLogError, validate};
-use std::fmt;
+use eventlog_core::{EventLogError, Secret, redact_url as redact, validate};
 use std::time::Duration;
 
 /// The payload limit by default: 1 MiB.
@@ -10,16 +9,6 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The key prefix by default: the log `orders` is the stream `eventlog:orders`.
 pub const DEFAULT_KEY_PREFIX: &str = "eventlog:";
-
-/// A password, kept out of `Debug` and error messages.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(pub(crate) String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// How to reach one log on a Redis server; build it with
 /// [`RedisConfig::builder`] or [`RedisConfig::from_url`].
@@ -33,7 +22,8 @@ pub struct RedisConfig {
     pub log: String,
     /// The ACL user name.
     pub username: Option<String>,
-    pub(crate) password: Option<Secret>,
+    /// The password (of the ACL user, or `requirepass`).
+    pub password: Option<Secret>,
     /// The bound on every operation, connecting included.
     pub timeout: Duration,
     /// Prepended to the log name to make the stream key.
@@ -141,21 +131,6 @@ fn decode(part: &str) -> String {
         .into_owned()
 }
 
-/// `url` with any password replaced by `***`, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => match url.rfind('@') {
-            Some(at) => format!("***{}", &url[at..]),
-            None => url.to_owned(),
-        },
-    }
-}
-
 /// Builds a [`RedisConfig`]; `build` checks it.
 #[derive(Clone, Debug)]
 pub struct RedisConfigBuilder {
@@ -171,7 +146,7 @@ impl RedisConfigBuilder {
 
     /// The password (of the ACL user, or `requirepass`).
     pub fn with_password(mut self, password: impl Into<String>) -> Self {
-        self.config.password = Some(Secret(password.into()));
+        self.config.password = Some(Secret::new(password));
         self
     }
 
@@ -235,7 +210,7 @@ mod tests {
         assert_eq!(c.url, "redis://example.com:7000/2");
         assert_eq!(c.log, "orders");
         assert_eq!(c.username.as_deref(), Some("ann"));
-        assert_eq!(c.password, Some(Secret("s3cr@t".into())));
+        assert_eq!(c.password, Some(Secret::new("s3cr@t")));
         assert_eq!(c.timeout, Duration::from_millis(1500));
         assert_eq!(c.stream_key(), "app:orders");
         let debug = format!("{c:?}");

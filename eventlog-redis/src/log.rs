@@ -145,14 +145,17 @@ pub(crate) fn client_for(config: &RedisConfig) -> Result<redis::Client> {
             .as_str()
             .into_connection_info()
             .map_err(|e| EventLogError::InvalidConfig {
-                reason: format!("Redis URL `{}`: {e}", crate::config::redact(&config.url)),
+                reason: format!(
+                    "Redis URL `{}`: {e}",
+                    eventlog_core::redact_url(&config.url)
+                ),
             })?;
     let mut settings = info.redis_settings().clone();
     if let Some(username) = &config.username {
         settings = settings.set_username(username);
     }
     if let Some(password) = &config.password {
-        settings = settings.set_password(&password.0);
+        settings = settings.set_password(password.expose());
     }
     redis::Client::open(info.set_redis_settings(settings)).map_err(|e| from_redis(e).into())
 }

@@ -15,6 +15,7 @@ pub(crate) const LABEL: &str = "eventlog-test";
 pub struct Container {
     id: String,
     port: u16,
+    monitor_port: u16,
     /// Set once a watcher process removes the container at process exit, so
     /// `Drop` leaves it alone.
     reaped: bool,
@@ -38,9 +39,13 @@ async fn docker(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Two distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+fn free_ports() -> Result<(u16, u16)> {
+    let (a, b) = (
+        TcpListener::bind("127.0.0.1:0")?,
+        TcpListener::bind("127.0.0.1:0")?,
+    );
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
 /// Whether containers use the host's network (`EVENTLOG_TEST_DOCKER_NETWORK=host`).
@@ -62,25 +67,31 @@ impl Container {
         // try a few.
         let mut last_error = None;
         for _ in 0..3 {
-            let port = free_port()?;
+            let (port, monitor_port) = free_ports()?;
             let label = format!("{LABEL}={name}");
             let publish = format!("127.0.0.1:{port}:{port}");
+            let publish_monitor = format!("127.0.0.1:{monitor_port}:{monitor_port}");
             let mut args = vec!["run", "--detach", "--label", &label];
             let bind = if host_network() {
                 args.extend(["--network", "host"]);
                 "127.0.0.1"
             } else {
-                args.extend(["--publish", &publish]);
+                args.extend(["--publish", &publish, "--publish", &publish_monitor]);
                 "0.0.0.0"
             };
             args.push(image);
-            let command = command(&Listen { port, bind });
+            let command = command(&Listen {
+                port,
+                bind,
+                monitor_port,
+            });
             args.extend(command.iter().map(String::as_str));
             match docker(&args).await {
                 Ok(id) => {
                     return Ok(Self {
                         id,
                         port,
+                        monitor_port,
                         reaped: false,
                     });
                 }
@@ -98,6 +109,11 @@ impl Container {
     /// `127.0.0.1:port`, where the broker listens.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:<monitor port>`, for a broker that serves monitoring there.
+    pub fn monitor_address(&self) -> String {
+        format!("127.0.0.1:{}", self.monitor_port)
     }
 
     /// Stops the broker (SIGTERM, then SIGKILL after 10 s); the container and

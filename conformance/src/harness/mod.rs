@@ -42,6 +42,8 @@ pub struct Listen {
     /// loopback may reach it), `0.0.0.0` inside a container whose port is
     /// published.
     pub bind: &'static str,
+    /// A second free port, for a monitoring endpoint.
+    pub monitor_port: u16,
 }
 
 /// A broker the suite can start, as its backend's test file describes it.
@@ -140,6 +142,15 @@ impl SharedBroker {
         let mut container = spec.start_container().await?;
         container.remove_when_process_exits()?;
         Ok(Self::Container(container))
+    }
+
+    /// `127.0.0.1:<monitor port>` of the container; `None` for a broker given
+    /// by URL.
+    pub fn monitor_address(&self) -> Option<String> {
+        match self {
+            Self::Url(_) => None,
+            Self::Container(c) => Some(c.monitor_address()),
+        }
     }
 
     /// The URL of the broker: the given one, or `{scheme}://127.0.0.1:port`.

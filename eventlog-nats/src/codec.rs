@@ -1,0 +1,154 @@
+//! The wire format: the CloudEvents NATS protocol binding, binary content
+//! mode. Each attribute is a header `ce-<name>` whose value is
+//! percent-encoded as the binding prescribes (space, `"`, `%`, control
+//! characters and all non-ASCII as UTF-8 `%XX`); `datacontenttype` is the
+//! `content-type` header; the payload is the message body. The envelope id is
+//! also the `Nats-Msg-Id`, so JetStream drops a re-sent append within the
+//! stream's duplicate window.
+
+use async_nats::HeaderMap;
+use chrono::{DateTime, SecondsFormat, Utc};
+use eventlog_core::{EventEnvelope, EventLogError, SPEC_VERSION, SeqNo};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
+/// What the binding percent-encodes besides non-ASCII.
+const ENCODED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%');
+const PREFIX: &str = "ce-";
+const CONTENT_TYPE: &str = "content-type";
+
+/// The headers of the message for `event`.
+pub(crate) fn encode(event: &EventEnvelope) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &str, value: &str| {
+        headers.insert(
+            format!("{PREFIX}{name}"),
+            utf8_percent_encode(value, ENCODED).to_string(),
+        );
+    };
+    put("specversion", SPEC_VERSION);
+    put("id", &event.id);
+    put("source", &event.source);
+    put("type", &event.event_type);
+    put(
+        "time",
+        &event.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    );
+    if let Some(subject) = &event.subject {
+        put("subject", subject);
+    }
+    for (name, value) in &event.extensions {
+        put(name, value);
+    }
+    if let Some(content_type) = &event.content_type {
+        headers.insert(CONTENT_TYPE, content_type.as_str());
+    }
+    headers
+}
+
+/// The event in message `seq_no`; `published` (the server's receive time)
+/// stands in for a missing `time`, which CloudEvents makes optional.
+pub(crate) fn decode(
+    seq_no: SeqNo,
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+    published: DateTime<Utc>,
+) -> Result<EventEnvelope, EventLogError> {
+    let bad = |reason: String| EventLogError::Decode { seq_no, reason };
+    let mut event = EventEnvelope::new("", "", payload.to_vec())
+        .with_time(published)
+        .with_id("");
+    let mut spec = None;
+    for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
+        let name = AsRef::<str>::as_ref(name).to_ascii_lowercase();
+        let Some(value) = values.last().map(|v| v.as_str()) else {
+            continue;
+        };
+        if name == CONTENT_TYPE {
+            event.content_type = Some(value.to_owned());
+            continue;
+        }
+        let Some(attribute) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let value = percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| bad(format!("header `{name}` is not percent-encoded UTF-8")))?
+            .into_owned();
+        match attribute {
+            "specversion" => spec = Some(value),
+            "id" => event.id = value,
+            "source" => event.source = value,
+            "type" => event.event_type = value,
+            "subject" => event.subject = Some(value),
+            "time" => {
+                event.time = DateTime::parse_from_rfc3339(&value)
+                    .map_err(|e| bad(format!("time `{value}`: {e}")))?
+                    .with_timezone(&Utc)
+            }
+            _ => {
+                event.extensions.insert(attribute.to_owned(), value);
+            }
+        }
+    }
+    if spec.as_deref() != Some(SPEC_VERSION) {
+        return Err(bad(format!(
+            "header ce-specversion is {spec:?}, not {SPEC_VERSION}"
+        )));
+    }
+    for (attribute, value) in [
+        ("id", &event.id),
+        ("source", &event.source),
+        ("type", &event.event_type),
+    ] {
+        if value.is_empty() {
+            return Err(bad(format!("no ce-{attribute} header")));
+        }
+    }
+    Ok(event.with_seq_no(seq_no))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_percent_encodes() {
+        let e = EventEnvelope::new("/s ü", "t\"%", &b"\0x"[..])
+            .with_subject("a b")
+            .with_content_type("text/plain")
+            .with_extension("ext1", "ßv");
+        let headers = encode(&e);
+        assert_eq!(headers.get("ce-source").unwrap().as_str(), "/s%20%C3%BC");
+        assert_eq!(headers.get("ce-type").unwrap().as_str(), "t%22%25");
+        assert_eq!(headers.get("content-type").unwrap().as_str(), "text/plain");
+        let back = decode(4, Some(&headers), &e.payload, Utc::now()).unwrap();
+        assert_eq!(back, e.with_seq_no(4));
+    }
+
+    #[test]
+    fn missing_time_is_the_publish_time_and_garbage_is_typed() {
+        let mut headers = HeaderMap::new();
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "s"),
+            ("ce-type", "t"),
+        ] {
+            headers.insert(k, v);
+        }
+        let published = Utc::now();
+        assert_eq!(
+            decode(1, Some(&headers), b"", published).unwrap().time,
+            published
+        );
+        headers.insert("ce-time", "yesterday");
+        assert!(matches!(
+            decode(1, Some(&headers), b"", published),
+            Err(EventLogError::Decode { .. })
+        ));
+        assert!(matches!(
+            decode(1, None, b"x", published),
+            Err(EventLogError::Decode { .. })
+        ));
+    }
+}

@@ -1,0 +1,324 @@
+//! Configuration: a builder, filled by hand or from a URL.
+
+use eventlog_core::{EventLogError, Secret, redact_url as redact, validate};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The operation timeout by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Stream names are this prefix and the log name: `EVENTLOG_orders`.
+pub const DEFAULT_STREAM_PREFIX: &str = "EVENTLOG_";
+/// Subjects are this prefix and the log name: `eventlog.orders`.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "eventlog.";
+
+/// How the client proves who it is.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// No authentication.
+    #[default]
+    None,
+    /// User and password.
+    #[non_exhaustive]
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password, never printed.
+        password: Secret,
+    },
+    /// A token, never printed.
+    Token(Secret),
+    /// An NKey seed, never printed.
+    NKey(Secret),
+    /// A `.creds` file (JWT and NKey seed).
+    CredsFile(PathBuf),
+}
+
+/// How to reach one log on a NATS server with JetStream; build it with
+/// [`NatsConfig::builder`] or [`NatsConfig::from_url`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NatsConfig {
+    /// Server URLs, `nats://host:port` (`tls://` for TLS).
+    pub servers: Vec<String>,
+    /// The log.
+    pub log: String,
+    /// How the client authenticates.
+    pub credentials: Credentials,
+    /// Require TLS.
+    pub require_tls: bool,
+    /// Extra root certificates (PEM) to trust.
+    pub root_certificates: Option<PathBuf>,
+    /// The bound on every operation, connecting included.
+    pub timeout: Duration,
+    /// The stream name is this prefix and the log name.
+    pub stream_prefix: String,
+    /// The subject is this prefix and the log name.
+    pub subject_prefix: String,
+    /// Stream replicas when the stream is created.
+    pub replicas: usize,
+    /// Create the stream on first use (`true`), or require it to exist.
+    pub create_stream: bool,
+    /// How long one pull request of a subscription waits on the server.
+    pub block: Duration,
+}
+
+impl NatsConfig {
+    /// A builder for the log `log` on the servers at `servers`
+    /// (comma-separated URLs).
+    pub fn builder(servers: impl AsRef<str>, log: impl Into<String>) -> NatsConfigBuilder {
+        NatsConfigBuilder {
+            config: NatsConfig {
+                servers: servers
+                    .as_ref()
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .collect(),
+                log: log.into(),
+                credentials: Credentials::None,
+                require_tls: false,
+                root_certificates: None,
+                timeout: DEFAULT_TIMEOUT,
+                stream_prefix: DEFAULT_STREAM_PREFIX.to_owned(),
+                subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
+                replicas: 1,
+                create_stream: true,
+                block: Duration::from_secs(2),
+            },
+        }
+    }
+
+    /// The configuration a URL describes:
+    /// `nats://[user:password@]host[:port]/<log>?timeout_ms=…&replicas=…&stream_prefix=…&subject_prefix=…&create_stream=false`
+    /// (`tls://` requires TLS). Tokens, NKeys and creds files go through the
+    /// builder or the facade's environment variables.
+    pub fn from_url(url: &str) -> Result<NatsConfigBuilder, EventLogError> {
+        let invalid = |reason: String| EventLogError::InvalidConfig { reason };
+        let parsed = url::Url::parse(url)
+            .map_err(|e| invalid(format!("`{}` is not a URL: {e}", redact(url))))?;
+        if !matches!(parsed.scheme(), "nats" | "tls") {
+            return Err(invalid(format!(
+                "scheme `{}` is not nats or tls",
+                parsed.scheme()
+            )));
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| invalid("the URL names no host".into()))?;
+        let segments: Vec<&str> = parsed
+            .path_segments()
+            .map(|s| s.filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        let [log] = segments.as_slice() else {
+            return Err(invalid(format!("`{}` must end in /<log>", redact(url))));
+        };
+        let server = format!(
+            "{}://{host}:{}",
+            parsed.scheme(),
+            parsed.port().unwrap_or(4222)
+        );
+        let mut builder = Self::builder(server, *log).with_require_tls(parsed.scheme() == "tls");
+        if !parsed.username().is_empty() {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let password = parsed.password().map(decode).unwrap_or_default();
+            builder = builder.with_user_password(decode(parsed.username()), password);
+        }
+        for (key, value) in parsed.query_pairs() {
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| invalid(format!("`{key}` must be a whole number, not `{value}`")))
+            };
+            builder = match key.as_ref() {
+                "timeout_ms" => builder.with_timeout(Duration::from_millis(number()?)),
+                "block_ms" => builder.with_block(Duration::from_millis(number()?)),
+                "replicas" => builder.with_replicas(number()? as usize),
+                "stream_prefix" => builder.with_stream_prefix(value.as_ref()),
+                "subject_prefix" => builder.with_subject_prefix(value.as_ref()),
+                "create_stream" => builder.with_create_stream(value != "false"),
+                other => return Err(invalid(format!("unknown option `{other}`"))),
+            };
+        }
+        Ok(builder)
+    }
+
+    /// The JetStream stream that holds the log.
+    pub fn stream_name(&self) -> String {
+        format!("{}{}", self.stream_prefix, self.log)
+    }
+
+    /// The subject events of the log are published on.
+    pub fn subject(&self) -> String {
+        format!("{}{}", self.subject_prefix, self.log)
+    }
+}
+
+/// Builds a [`NatsConfig`]; `build` checks it.
+#[derive(Clone, Debug)]
+pub struct NatsConfigBuilder {
+    config: NatsConfig,
+}
+
+impl NatsConfigBuilder {
+    /// Authenticate with a user and password.
+    pub fn with_user_password(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.config.credentials = Credentials::UserPassword {
+            user: user.into(),
+            password: Secret::new(password),
+        };
+        self
+    }
+
+    /// Authenticate with a token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.config.credentials = Credentials::Token(Secret::new(token));
+        self
+    }
+
+    /// Authenticate with an NKey seed.
+    pub fn with_nkey(mut self, seed: impl Into<String>) -> Self {
+        self.config.credentials = Credentials::NKey(Secret::new(seed));
+        self
+    }
+
+    /// Authenticate with a `.creds` file.
+    pub fn with_creds_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.credentials = Credentials::CredsFile(path.into());
+        self
+    }
+
+    /// Require TLS.
+    pub fn with_require_tls(mut self, require: bool) -> Self {
+        self.config.require_tls = require;
+        self
+    }
+
+    /// Trust the root certificates in this PEM file too.
+    pub fn with_root_certificates(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.root_certificates = Some(path.into());
+        self
+    }
+
+    /// The bound on every operation (default 5 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// The stream name prefix (default `EVENTLOG_`).
+    pub fn with_stream_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.stream_prefix = prefix.into();
+        self
+    }
+
+    /// The subject prefix (default `eventlog.`).
+    pub fn with_subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.subject_prefix = prefix.into();
+        self
+    }
+
+    /// Stream replicas when the stream is created (default 1).
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.config.replicas = replicas;
+        self
+    }
+
+    /// Create the stream on first use (default), or require it to exist.
+    pub fn with_create_stream(mut self, create: bool) -> Self {
+        self.config.create_stream = create;
+        self
+    }
+
+    /// How long one pull request waits on the server (default 2 s).
+    pub fn with_block(mut self, block: Duration) -> Self {
+        self.config.block = block;
+        self
+    }
+
+    /// The checked configuration.
+    pub fn build(self) -> Result<NatsConfig, EventLogError> {
+        let config = self.config;
+        validate::log_name(&config.log)?;
+        let invalid = |reason: String| Err(EventLogError::InvalidConfig { reason });
+        if config.timeout.is_zero() || config.block.is_zero() {
+            return invalid("timeouts must be above zero".into());
+        }
+        if config.servers.iter().any(|s| s.is_empty()) {
+            return invalid("a server URL is empty".into());
+        }
+        if config.servers.iter().any(|s| s.contains('@')) {
+            return invalid(
+                "put credentials in with_user_password and friends, not in server URLs".into(),
+            );
+        }
+        if !(1..=5).contains(&config.replicas) {
+            return invalid(format!("replicas must be 1 to 5, not {}", config.replicas));
+        }
+        let bad_prefix = |p: &str| {
+            p.chars()
+                .any(|c| c.is_whitespace() || matches!(c, '*' | '>'))
+        };
+        if bad_prefix(&config.subject_prefix)
+            || bad_prefix(&config.stream_prefix)
+            || config.stream_prefix.contains('.')
+        {
+            return invalid("stream and subject prefixes may not hold spaces, `*` or `>`, nor a stream prefix `.`".into());
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_with_everything() {
+        let c = NatsConfig::from_url(
+            "nats://ann:s3cr%40t@example.com:4333/orders?timeout_ms=1500&replicas=3",
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(c.servers, ["nats://example.com:4333"]);
+        assert_eq!((c.log.as_str(), c.replicas), ("orders", 3));
+        assert_eq!(c.stream_name(), "EVENTLOG_orders");
+        assert_eq!(c.subject(), "eventlog.orders");
+        assert!(
+            matches!(&c.credentials, Credentials::UserPassword { user, password } if user == "ann" && password.expose() == "s3cr@t")
+        );
+        assert!(!format!("{c:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn bad_urls_are_typed_errors_without_secrets() {
+        for url in [
+            "nats://h:1",
+            "nats://h/a/b",
+            "redis://h/log",
+            "nats://u:hunter2@h/bad.log",
+            "nats://h/log?x=1",
+            "hunter2@",
+        ] {
+            let err = NatsConfig::from_url(url)
+                .and_then(NatsConfigBuilder::build)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    EventLogError::InvalidConfig { .. } | EventLogError::InvalidLogName { .. }
+                ),
+                "{url}: {err:?}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+}

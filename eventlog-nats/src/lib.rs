@@ -1,0 +1,64 @@
+//! The NATS JetStream backend of [`eventlog`](https://docs.rs/eventlog).
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use eventlog_core::{EventEnvelope, EventLog};
+//! use eventlog_nats::{NatsConfig, NatsEventLog};
+//!
+//! let config = NatsConfig::builder("nats://127.0.0.1:4222", "orders")
+//!     .with_user_password("app", "secret")
+//!     .build()?;
+//! let log = NatsEventLog::connect(config).await?;
+//! log.append(EventEnvelope::new("/shop", "order.placed", &b"{}"[..])).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How the contract maps onto JetStream
+//!
+//! NATS server 2.14 or newer is needed: seeking and resuming use the
+//! consumer reset API (ADR-60); `connect` checks the version.
+//!
+//! | EventLog | JetStream |
+//! |---|---|
+//! | a log | one stream `EVENTLOG_<log>` on the subject `eventlog.<log>` (prefixes configurable), file storage, created on first use unless configured to require it |
+//! | a sequence number | the stream sequence |
+//! | `append` | a publish with the envelope id as `Nats-Msg-Id`, awaiting the JetStream acknowledgement; the attributes in `ce-` headers (binary content mode) |
+//! | `append_batch` | pipelined publishes: all sent, then all acknowledgements awaited |
+//! | a consumer | a durable pull consumer named after it: `AckPolicy::All`, no limit on unacknowledged deliveries, a one-hour ack wait |
+//! | its position | the durable's ack floor (`nats consumer info`), `LastAcknowledged` is the floor + 1 |
+//! | `seek(c, p)` | a consumer reset to the position: ack floor and delivery point move together |
+//! | `subscribe(c, p)` | a seek, or for `LastAcknowledged` a reset to the ack floor, so what a dead predecessor received and never acknowledged comes again at once; then pull requests |
+//! | `ack(c, n)` | for a message this handle's subscription received: an ack of it through its reply subject (cumulative under `AckPolicy::All`), awaited; otherwise (another process, or a message not delivered yet) a reset to `n + 1` after checking the floor (never backwards) and the stream's last sequence (never past the end) |
+//! | `consumer_state` | the durable's ack floor and the stream's last sequence |
+//!
+//! **Payload limit.** A message (headers and body) must fit the server's
+//! `max_payload` (1 MiB by default); 8 KiB of it are kept for the attribute
+//! headers, so `capabilities().max_payload` is `max_payload - 8 KiB`.
+//!
+//! **Duplicates.** JetStream drops a publish whose `Nats-Msg-Id` it has seen
+//! within the stream's duplicate window (2 minutes by default): appending an
+//! envelope with an id used moments before returns the first sequence number
+//! and stores nothing. Retrying an append after a timeout is therefore safe.
+//!
+//! **One reader per consumer name.** Two live subscriptions on one name pull
+//! from the same durable and split the new events between them; each reset
+//! one makes re-delivers to both. Use one consumer name per reader.
+//!
+//! **Faults.** Operations are bounded by the configured timeout (default
+//! 5 s) and fail with `Timeout` or `Unavailable` while the server is away;
+//! the connection reconnects by itself. A subscription whose pull fails
+//! resets its consumer to the ack floor once the server answers, and skips
+//! what it already handed out: no gap, no duplicate. It ends (with a logged
+//! reason) only on a message it cannot decode.
+
+mod codec;
+mod config;
+mod error;
+mod log;
+mod subscription;
+
+pub use config::{
+    Credentials, DEFAULT_STREAM_PREFIX, DEFAULT_SUBJECT_PREFIX, DEFAULT_TIMEOUT, NatsConfig,
+    NatsConfigBuilder,
+};
+pub use log::NatsEventLog;

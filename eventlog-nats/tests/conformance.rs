@@ -1,0 +1,293 @@
+//! The whole contract against NATS JetStream: a server given by
+//! `EVENTLOG_TEST_NATS_URL` (`nats://host:port`, with its monitoring
+//! endpoint at `EVENTLOG_TEST_NATS_MONITOR` or `host:8222`), or a container
+//! from `EVENTLOG_TEST_NATS_IMAGE` (default: the official image).
+
+use anyhow::{Context, Result};
+use async_nats::jetstream;
+use async_trait::async_trait;
+use bytes::Bytes;
+use conformance::harness::{BrokerSpec, Container, Listen, SharedBroker};
+use conformance::{Broker, FaultyBroker, Fixture};
+use eventlog_core::{EventEnvelope, EventLog, SeqNo};
+use eventlog_nats::{NatsConfig, NatsEventLog};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+/// Streams and subjects of the suite carry these prefixes, so they are easy
+/// to find on a server used for other things too.
+const STREAM_PREFIX: &str = "EVENTLOG_TEST_";
+const SUBJECT_PREFIX: &str = "eventlog-test.";
+
+static NATS: BrokerSpec = BrokerSpec {
+    name: "nats",
+    default_image: "nats:2.15.1",
+    command: nats_command,
+    ready: |address| Box::pin(ready(format!("nats://{address}"))),
+};
+
+/// Arguments of the image's `nats-server` entrypoint.
+fn nats_command(listen: &Listen) -> Vec<String> {
+    let (port, monitor) = (listen.port.to_string(), listen.monitor_port.to_string());
+    [
+        "-js",
+        "-a",
+        listen.bind,
+        "-p",
+        &port,
+        "-m",
+        &monitor,
+        "-sd",
+        "/data",
+        "--server_name",
+        "eventlog-test",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+async fn raw(url: &str) -> Result<jetstream::Context> {
+    let client = tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await??;
+    Ok(jetstream::new(client))
+}
+
+/// Answers once JetStream serves its API.
+async fn ready(url: String) -> Result<()> {
+    raw(&url).await?.query_account().await?;
+    Ok(())
+}
+
+async fn open(url: &str, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
+    let config = NatsConfig::builder(url, log)
+        .with_stream_prefix(STREAM_PREFIX)
+        .with_subject_prefix(SUBJECT_PREFIX)
+        .with_timeout(timeout)
+        .build()?;
+    Ok(Arc::new(NatsEventLog::connect(config).await?))
+}
+
+fn stream_name(log: &str) -> String {
+    format!("{STREAM_PREFIX}{log}")
+}
+
+struct Nats {
+    url: String,
+    monitor: String,
+}
+
+impl Nats {
+    async fn shared() -> Result<Self> {
+        static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
+        let broker = SHARED
+            .get_or_try_init(|| SharedBroker::start(&NATS))
+            .await?;
+        let url = broker.url("nats");
+        let monitor = match broker.monitor_address() {
+            Some(address) => address,
+            None => match std::env::var("EVENTLOG_TEST_NATS_MONITOR") {
+                Ok(address) => address,
+                Err(_) => format!(
+                    "{}:8222",
+                    url::Url::parse(&url)?.host_str().unwrap_or("127.0.0.1")
+                ),
+            },
+        };
+        Ok(Self { url, monitor })
+    }
+
+    /// `GET path` on the monitoring endpoint, as JSON.
+    async fn monitor(&self, path: &str) -> Result<serde_json::Value> {
+        let mut socket = tokio::net::TcpStream::connect(&self.monitor)
+            .await
+            .with_context(|| format!("monitoring endpoint {}", self.monitor))?;
+        socket
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.monitor).as_bytes())
+            .await?;
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .context("no HTTP body")?;
+        Ok(serde_json::from_str(body)?)
+    }
+}
+
+#[async_trait]
+impl Fixture for Nats {
+    async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>> {
+        open(&self.url, log, eventlog_nats::DEFAULT_TIMEOUT).await
+    }
+
+    /// Subscriptions (pull request inboxes) on the connections of the log's
+    /// handles, from the server's `/connz`, and pull requests the server
+    /// still holds for its consumers.
+    async fn subscription_resources(&self, log: &str) -> Result<usize> {
+        let connz = self
+            .monitor(&format!("/connz?subs=1&limit=100000&name=eventlog:{log}"))
+            .await?;
+        let name = format!("eventlog:{log}");
+        let mut count = 0;
+        for conn in connz["connections"]
+            .as_array()
+            .context("connz has no connections")?
+        {
+            if conn["name"].as_str() != Some(name.as_str()) {
+                continue;
+            }
+            let subs = conn["subscriptions_list"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            // The client's one wildcard inbox for requests is not a subscription's.
+            count += subs
+                .iter()
+                .filter(|s| !s.as_str().unwrap_or_default().ends_with(".*"))
+                .count();
+        }
+        let js = raw(&self.url).await?;
+        let stream = js.get_stream(stream_name(log)).await?;
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            count += info?.num_waiting;
+        }
+        Ok(count)
+    }
+
+    fn broker(&self) -> Option<&dyn Broker> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Broker for Nats {
+    /// `nats consumer info`: the durable's ack floor.
+    async fn raw_acked(&self, log: &str, consumer: &str) -> Result<Option<SeqNo>> {
+        let info = raw(&self.url)
+            .await?
+            .get_stream(stream_name(log))
+            .await?
+            .consumer_info(consumer)
+            .await?;
+        let floor = info.ack_floor.stream_sequence;
+        Ok((floor > 0).then_some(floor))
+    }
+
+    /// A direct get of the message, read as the CloudEvents NATS binding's
+    /// binary mode says: `ce-` headers, percent-encoded.
+    async fn raw_read(&self, log: &str, seq_no: SeqNo) -> Result<EventEnvelope> {
+        let message = raw(&self.url)
+            .await?
+            .get_stream(stream_name(log))
+            .await?
+            .direct_get(seq_no)
+            .await?;
+        let headers = &message.headers;
+        let header = |name: &str| -> Result<Option<String>> {
+            headers
+                .get(name)
+                .map(|v| {
+                    Ok(percent_encoding::percent_decode_str(v.as_str())
+                        .decode_utf8()?
+                        .into_owned())
+                })
+                .transpose()
+        };
+        anyhow::ensure!(
+            header("ce-specversion")?.as_deref() == Some("1.0"),
+            "ce-specversion is not 1.0"
+        );
+        let time =
+            chrono::DateTime::parse_from_rfc3339(&header("ce-time")?.context("no ce-time")?)?
+                .to_utc();
+        let mut event = EventEnvelope::new(
+            header("ce-source")?.context("no ce-source")?,
+            header("ce-type")?.context("no ce-type")?,
+            message.payload.clone(),
+        )
+        .with_id(header("ce-id")?.context("no ce-id")?)
+        .with_time(time)
+        .with_seq_no(seq_no);
+        event.subject = header("ce-subject")?;
+        event.content_type = headers.get("content-type").map(|v| v.as_str().to_owned());
+        for (name, _) in headers.iter() {
+            let name: &str = name.as_ref();
+            if let Some(ext) = name.strip_prefix("ce-")
+                && !["specversion", "id", "source", "type", "time", "subject"].contains(&ext)
+            {
+                event
+                    .extensions
+                    .insert(ext.to_owned(), header(name)?.unwrap_or_default());
+            }
+        }
+        Ok(event)
+    }
+
+    /// A plain JetStream publish in binary content mode.
+    async fn raw_publish(&self, log: &str, event: &EventEnvelope) -> Result<()> {
+        let encode = |v: &str| {
+            const SET: &percent_encoding::AsciiSet =
+                &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'%');
+            percent_encoding::utf8_percent_encode(v, SET).to_string()
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("ce-specversion", "1.0");
+        headers.insert("ce-id", encode(&event.id));
+        headers.insert("ce-source", encode(&event.source));
+        headers.insert("ce-type", encode(&event.event_type));
+        headers.insert("ce-time", event.time.to_rfc3339());
+        if let Some(subject) = &event.subject {
+            headers.insert("ce-subject", encode(subject));
+        }
+        if let Some(content_type) = &event.content_type {
+            headers.insert("content-type", content_type.as_str());
+        }
+        for (name, value) in &event.extensions {
+            headers.insert(format!("ce-{name}"), encode(value));
+        }
+        let subject = format!("{SUBJECT_PREFIX}{log}");
+        // The context owns the connection: keep it until the ack is in.
+        let js = raw(&self.url).await?;
+        js.publish_with_headers(subject, headers, Bytes::clone(&event.payload))
+            .await?
+            .await?;
+        Ok(())
+    }
+
+    async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
+        Ok(Box::new(OwnNats {
+            container: NATS.start_container().await?,
+        }))
+    }
+}
+
+/// A NATS container of one test's own.
+struct OwnNats {
+    container: Container,
+}
+
+#[async_trait]
+impl FaultyBroker for OwnNats {
+    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
+        open(
+            &format!("nats://{}", self.container.address()),
+            log,
+            timeout,
+        )
+        .await
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.container.stop().await
+    }
+
+    async fn start(&self) -> Result<()> {
+        self.container.start().await?;
+        NATS.wait_ready(&self.container).await
+    }
+}
+
+conformance::contract_tests!(broker: Nats::shared().await?);
