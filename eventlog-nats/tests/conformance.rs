@@ -26,6 +26,7 @@ static NATS: BrokerSpec = BrokerSpec {
     name: "nats",
     default_image: "nats:2.15.1",
     command: nats_command,
+    env: |_| Vec::new(),
     ready: |address| Box::pin(ready(format!("nats://{address}"))),
 };
 

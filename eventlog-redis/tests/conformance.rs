@@ -21,6 +21,7 @@ static REDIS: BrokerSpec = BrokerSpec {
     name: "redis",
     default_image: "redis:7.4.2",
     command: redis_command,
+    env: |_| Vec::new(),
     ready: |address| Box::pin(ping(format!("redis://{address}"))),
 };
 

@@ -62,6 +62,7 @@ impl Container {
         name: &str,
         image: &str,
         command: fn(&Listen) -> Vec<String>,
+        env: fn(&Listen) -> Vec<(String, String)>,
     ) -> Result<Self> {
         // Another process may take the free port before the broker binds it:
         // try a few.
@@ -79,12 +80,20 @@ impl Container {
                 args.extend(["--publish", &publish, "--publish", &publish_monitor]);
                 "0.0.0.0"
             };
-            args.push(image);
-            let command = command(&Listen {
+            let listen = Listen {
                 port,
                 bind,
                 monitor_port,
-            });
+            };
+            let env: Vec<String> = env(&listen)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            for variable in &env {
+                args.extend(["--env", variable]);
+            }
+            args.push(image);
+            let command = command(&listen);
             args.extend(command.iter().map(String::as_str));
             match docker(&args).await {
                 Ok(id) => {

@@ -57,6 +57,9 @@ pub struct BrokerSpec {
     /// The container's command line for a broker listening where `listen`
     /// says, with clients told to connect to `127.0.0.1:<port>`.
     pub command: fn(listen: &Listen) -> Vec<String>,
+    /// The container's environment for a broker listening where `listen`
+    /// says (brokers configured through variables, like Kafka's images).
+    pub env: fn(listen: &Listen) -> Vec<(String, String)>,
     /// Succeeds once the broker at `host:port` serves requests.
     pub ready: fn(address: String) -> BoxFuture<'static, Result<()>>,
 }
@@ -94,7 +97,7 @@ impl BrokerSpec {
 
     /// Starts a container of this broker and waits until it answers.
     pub async fn start_container(&'static self) -> Result<Container> {
-        let container = Container::run(self.name, &self.image(), self.command)
+        let container = Container::run(self.name, &self.image(), self.command, self.env)
             .await
             .with_context(|| self.how_to_provide())?;
         self.wait_ready(&container).await?;

@@ -1,0 +1,365 @@
+//! Configuration: a builder, filled by hand or from a URL.
+
+use eventlog_core::{EventLogError, Secret, redact_url, validate};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The operation timeout by default, appends' delivery timeout included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Topic names are this prefix and the log name: `eventlog.orders`.
+pub const DEFAULT_TOPIC_PREFIX: &str = "eventlog.";
+/// The payload limit by default: 1 MiB, under Kafka's default
+/// `message.max.bytes` with room for the headers.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024 - 16 * 1024;
+
+/// SASL authentication.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Sasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// The user.
+    pub username: String,
+    /// The password, never printed.
+    pub password: Secret,
+}
+
+/// How to reach one log on a Kafka cluster; build it with
+/// [`KafkaConfig::builder`] or [`KafkaConfig::from_url`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct KafkaConfig {
+    /// `host:port` of the bootstrap brokers, comma-separated.
+    pub bootstrap_servers: String,
+    /// The log.
+    pub log: String,
+    /// SASL authentication, if any.
+    pub sasl: Option<Sasl>,
+    /// Use TLS (`SSL` or `SASL_SSL`).
+    pub tls: bool,
+    /// A PEM file of CA certificates to trust.
+    pub ca_location: Option<String>,
+    /// The bound on every operation; appends' delivery timeout too.
+    pub timeout: Duration,
+    /// The topic name is this prefix and the log name.
+    pub topic_prefix: String,
+    /// A consumer's group id is this prefix and the consumer name.
+    pub group_prefix: String,
+    /// Replication factor when the topic is created.
+    pub replication_factor: i32,
+    /// `retention.ms` when the topic is created: `None` keeps events
+    /// forever, as a log should by default.
+    pub retention: Option<Duration>,
+    /// Create the topic on first use (`true`), or require it to exist.
+    pub create_topic: bool,
+    /// The largest payload `append` accepts.
+    pub max_payload: usize,
+    /// Further librdkafka properties, set on every client after ours.
+    pub properties: BTreeMap<String, Secret>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("log", &self.log)
+            .field("sasl", &self.sasl)
+            .field("tls", &self.tls)
+            .field("ca_location", &self.ca_location)
+            .field("timeout", &self.timeout)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("group_prefix", &self.group_prefix)
+            .field("replication_factor", &self.replication_factor)
+            .field("retention", &self.retention)
+            .field("create_topic", &self.create_topic)
+            .field("max_payload", &self.max_payload)
+            // Pass-through values may be credentials: names only.
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl KafkaConfig {
+    /// A builder for the log `log` on the brokers `bootstrap_servers`.
+    pub fn builder(
+        bootstrap_servers: impl Into<String>,
+        log: impl Into<String>,
+    ) -> KafkaConfigBuilder {
+        KafkaConfigBuilder {
+            config: KafkaConfig {
+                bootstrap_servers: bootstrap_servers.into(),
+                log: log.into(),
+                sasl: None,
+                tls: false,
+                ca_location: None,
+                timeout: DEFAULT_TIMEOUT,
+                topic_prefix: DEFAULT_TOPIC_PREFIX.to_owned(),
+                group_prefix: String::new(),
+                replication_factor: 1,
+                retention: None,
+                create_topic: true,
+                max_payload: DEFAULT_MAX_PAYLOAD,
+                properties: BTreeMap::new(),
+            },
+        }
+    }
+
+    /// The configuration a URL describes:
+    /// `kafka://[user:password@]host:port[,host:port…]/<log>?sasl_mechanism=…&tls=true&timeout_ms=…&topic_prefix=…&group_prefix=…&replication_factor=…&retention_ms=…&create_topic=false&max_payload=…`.
+    /// A user and password mean SASL, `PLAIN` unless `sasl_mechanism` says
+    /// otherwise.
+    pub fn from_url(url: &str) -> Result<KafkaConfigBuilder, EventLogError> {
+        let invalid = |reason: String| EventLogError::InvalidConfig { reason };
+        let rest = url.strip_prefix("kafka://").ok_or_else(|| {
+            invalid(format!(
+                "`{}` does not start with kafka://",
+                redact_url(url)
+            ))
+        })?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, log) = rest
+            .split_once('/')
+            .filter(|(_, log)| !log.is_empty() && !log.contains('/'))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`{}` must be kafka://host:port/<log>",
+                    redact_url(url)
+                ))
+            })?;
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        if hosts.is_empty() {
+            return Err(invalid("the URL names no broker".into()));
+        }
+        let mut builder = Self::builder(hosts, log);
+        let mut mechanism = "PLAIN".to_owned();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| invalid(format!("`{key}` must be a whole number, not `{value}`")))
+            };
+            builder = match key.as_ref() {
+                "timeout_ms" => builder.with_timeout(Duration::from_millis(number()?)),
+                "retention_ms" => builder.with_retention(Some(Duration::from_millis(number()?))),
+                "replication_factor" => builder.with_replication_factor(number()? as i32),
+                "max_payload" => builder.with_max_payload(number()? as usize),
+                "topic_prefix" => builder.with_topic_prefix(value.as_ref()),
+                "group_prefix" => builder.with_group_prefix(value.as_ref()),
+                "create_topic" => builder.with_create_topic(value != "false"),
+                "tls" => builder.with_tls(value == "true"),
+                "sasl_mechanism" => {
+                    mechanism = value.into_owned();
+                    builder
+                }
+                other => return Err(invalid(format!("unknown option `{other}`"))),
+            };
+        }
+        if let Some(userinfo) = userinfo {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            builder = builder.with_sasl(mechanism, decode(user), decode(password));
+        }
+        Ok(builder)
+    }
+
+    /// The topic that holds the log.
+    pub fn topic(&self) -> String {
+        format!("{}{}", self.topic_prefix, self.log)
+    }
+
+    /// The consumer group that keeps `consumer`'s position.
+    pub fn group(&self, consumer: &str) -> String {
+        format!("{}{consumer}", self.group_prefix)
+    }
+}
+
+/// Builds a [`KafkaConfig`]; `build` checks it.
+#[derive(Clone, Debug)]
+pub struct KafkaConfigBuilder {
+    config: KafkaConfig,
+}
+
+impl KafkaConfigBuilder {
+    /// Authenticate with SASL (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`).
+    pub fn with_sasl(
+        mut self,
+        mechanism: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.config.sasl = Some(Sasl {
+            mechanism: mechanism.into(),
+            username: username.into(),
+            password: Secret::new(password),
+        });
+        self
+    }
+
+    /// Use TLS.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.config.tls = tls;
+        self
+    }
+
+    /// Trust the CA certificates in this PEM file.
+    pub fn with_ca_location(mut self, path: impl Into<String>) -> Self {
+        self.config.ca_location = Some(path.into());
+        self
+    }
+
+    /// The bound on every operation (default 5 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// The topic prefix (default `eventlog.`).
+    pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.topic_prefix = prefix.into();
+        self
+    }
+
+    /// The consumer group prefix (default none: groups are named as the consumers).
+    pub fn with_group_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.group_prefix = prefix.into();
+        self
+    }
+
+    /// Replication factor when the topic is created (default 1).
+    pub fn with_replication_factor(mut self, factor: i32) -> Self {
+        self.config.replication_factor = factor;
+        self
+    }
+
+    /// Retention when the topic is created (default: forever).
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
+    /// Create the topic on first use (default), or require it to exist.
+    pub fn with_create_topic(mut self, create: bool) -> Self {
+        self.config.create_topic = create;
+        self
+    }
+
+    /// The payload limit in bytes.
+    pub fn with_max_payload(mut self, max_payload: usize) -> Self {
+        self.config.max_payload = max_payload;
+        self
+    }
+
+    /// Sets a librdkafka property on every client, after the backend's own.
+    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config
+            .properties
+            .insert(key.into(), Secret::new(value));
+        self
+    }
+
+    /// The checked configuration.
+    pub fn build(self) -> Result<KafkaConfig, EventLogError> {
+        let config = self.config;
+        validate::log_name(&config.log)?;
+        let invalid = |reason: String| Err(EventLogError::InvalidConfig { reason });
+        if config.timeout.is_zero() {
+            return invalid("the timeout must be above zero".into());
+        }
+        if config.replication_factor < 1 {
+            return invalid(format!(
+                "replication factor {} is below 1",
+                config.replication_factor
+            ));
+        }
+        let topic = config.topic();
+        if topic.len() > 249
+            || !topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return invalid(format!(
+                "topic name `{topic}`: at most 249 of A-Z a-z 0-9 . _ -"
+            ));
+        }
+        if let Some(sasl) = &config.sasl
+            && !matches!(
+                sasl.mechanism.as_str(),
+                "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+            )
+        {
+            return invalid(format!(
+                "SASL mechanism `{}`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                sasl.mechanism
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_with_everything() {
+        let c = KafkaConfig::from_url(
+            "kafka://ann:s3cr%40t@b1:9092,b2:9092/orders?sasl_mechanism=SCRAM-SHA-256&tls=true&timeout_ms=1500&retention_ms=60000",
+        )
+        .unwrap()
+        .with_property("sasl.oauthbearer.config", "hunter3")
+        .build()
+        .unwrap();
+        assert_eq!(c.bootstrap_servers, "b1:9092,b2:9092");
+        assert_eq!(c.topic(), "eventlog.orders");
+        assert_eq!(c.group("billing"), "billing");
+        let sasl = c.sasl.as_ref().unwrap();
+        assert_eq!(
+            (
+                sasl.mechanism.as_str(),
+                sasl.username.as_str(),
+                sasl.password.expose()
+            ),
+            ("SCRAM-SHA-256", "ann", "s3cr@t")
+        );
+        assert!(c.tls);
+        assert_eq!(c.retention, Some(Duration::from_secs(60)));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cr") && !debug.contains("hunter3"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_typed_errors_without_secrets() {
+        for url in [
+            "kafka://h:1",
+            "kafka://h/a/b",
+            "nats://h/log",
+            "kafka://u:hunter2@h/bad.log",
+            "kafka://h/log?x=1",
+            "kafka://u:hunter2@/log",
+            "kafka://u:hunter2@h/l?sasl_mechanism=GSSAPI",
+        ] {
+            let err = KafkaConfig::from_url(url)
+                .and_then(KafkaConfigBuilder::build)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    EventLogError::InvalidConfig { .. } | EventLogError::InvalidLogName { .. }
+                ),
+                "{url}: {err:?}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+}

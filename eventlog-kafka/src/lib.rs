@@ -1,0 +1,56 @@
+//! The Kafka backend of [`eventlog`](https://docs.rs/eventlog), over
+//! librdkafka (built from source by `rdkafka`).
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use eventlog_core::{EventEnvelope, EventLog};
+//! use eventlog_kafka::{KafkaConfig, KafkaEventLog};
+//!
+//! let config = KafkaConfig::builder("127.0.0.1:9092", "orders").build()?;
+//! let log = KafkaEventLog::connect(config).await?;
+//! log.append(EventEnvelope::new("/shop", "order.placed", &b"{}"[..])).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How the contract maps onto Kafka
+//!
+//! | EventLog | Kafka |
+//! |---|---|
+//! | a log | one topic `eventlog.<log>` (prefix configurable) with one partition, so the log has one total order; created on first use with the configured replication factor and retention (forever by default), or required to exist |
+//! | a sequence number | the record's offset + 1 |
+//! | `append` | an idempotent producer (`enable.idempotence`, `acks=all`), awaiting the delivery report; `message.timeout.ms` is the configured timeout, so an append never hangs for minutes |
+//! | `append_batch` | all records queued, then all delivery reports awaited: librdkafka batches them and keeps their order |
+//! | a consumer | the consumer group named after it (prefix configurable) |
+//! | its position | the group's committed offset: the offset of the next record to read, which is the last acknowledged sequence number |
+//! | `ack(c, n)` | commits offset `n` after checking the high watermark (never past the end) and the committed offset (never backwards) |
+//! | `seek(c, p)` | commits the offset of the position |
+//! | `subscribe(c, p)` | a seek (not for `LastAcknowledged`), then a consumer of its own, assigned the partition at the position: it never joins the group, so no rebalance involves it |
+//! | `consumer_state` | committed offset and high watermark |
+//! | `last_seq_no` | the high watermark |
+//!
+//! Blocking librdkafka calls (offsets, watermarks, metadata) run on Tokio's
+//! blocking pool, bounded by the configured timeout.
+//!
+//! **One reader per consumer name.** Subscriptions do not join the group,
+//! so two on one name both read every event, and their commits race; use
+//! one consumer name per reader.
+//!
+//! **Transactions** are not used, so no control record takes an offset and
+//! the numbering has no gap. Do not write to the topic with a transactional
+//! producer.
+//!
+//! **Leak checks.** Kafka has no API that lists client connections, so
+//! [`KafkaEventLog::subscription_count`] counts the subscriptions (each a
+//! librdkafka consumer) alive in this process.
+
+mod codec;
+mod config;
+mod error;
+mod log;
+mod subscription;
+
+pub use config::{
+    DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT, DEFAULT_TOPIC_PREFIX, KafkaConfig, KafkaConfigBuilder,
+    Sasl,
+};
+pub use log::KafkaEventLog;

@@ -1,0 +1,126 @@
+//! A subscription: a Kafka consumer of its own, assigned the log's partition
+//! at the wanted offset (no group membership, so no rebalance can take the
+//! partition away). librdkafka reconnects after a broker restart and goes on
+//! from its fetch position; the subscription skips anything before the next
+//! expected sequence number, so the caller sees no gap and no duplicate.
+
+use crate::codec;
+use crate::log::KafkaEventLog;
+use chrono::{DateTime, Utc};
+use eventlog_core::{EventEnvelope, EventStream, SeqNo};
+use futures::stream;
+use rdkafka::Message;
+use rdkafka::consumer::StreamConsumer;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+/// Live subscriptions per topic in this process, for `subscription_count`.
+static LIVE: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Default::default);
+
+pub(crate) fn live(topic: &str) -> usize {
+    LIVE.lock()
+        .expect("live lock poisoned")
+        .get(topic)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Counts a subscription as live until dropped.
+struct Live(String);
+
+impl Live {
+    fn new(topic: &str) -> Self {
+        *LIVE
+            .lock()
+            .expect("live lock poisoned")
+            .entry(topic.to_owned())
+            .or_default() += 1;
+        Self(topic.to_owned())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let mut live = LIVE.lock().expect("live lock poisoned");
+        if let Some(n) = live.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&self.0);
+            }
+        }
+    }
+}
+
+struct Subscription {
+    log: KafkaEventLog,
+    consumer: String,
+    reader: StreamConsumer,
+    /// The next sequence number to hand out.
+    next: SeqNo,
+    _live: Live,
+}
+
+/// The subscription of `consumer` through `reader`, handing out events from
+/// `next` on.
+pub(crate) fn open(
+    log: KafkaEventLog,
+    consumer: String,
+    reader: StreamConsumer,
+    next: SeqNo,
+) -> EventStream {
+    let live = Live::new(log.topic());
+    let subscription = Subscription {
+        log,
+        consumer,
+        reader,
+        next,
+        _live: live,
+    };
+    Box::pin(stream::unfold(subscription, |mut s| async move {
+        let event = s.next().await?;
+        Some((event, s))
+    }))
+}
+
+impl Subscription {
+    async fn next(&mut self) -> Option<EventEnvelope> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let message = match self.reader.recv().await {
+                Ok(message) => message,
+                Err(err) => {
+                    // librdkafka retries by itself; these are reports.
+                    tracing::warn!(topic = %self.log.topic(), consumer = %self.consumer, error = %err, "consumer error");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            let seq = message.offset() as SeqNo + 1;
+            if seq < self.next {
+                continue;
+            }
+            let timestamp = message
+                .timestamp()
+                .to_millis()
+                .and_then(DateTime::<Utc>::from_timestamp_millis)
+                .unwrap_or_else(Utc::now);
+            match codec::decode(
+                seq,
+                message.headers(),
+                message.payload().unwrap_or_default(),
+                timestamp,
+            ) {
+                Ok(event) => {
+                    self.next = seq + 1;
+                    return Some(event);
+                }
+                Err(err) => {
+                    tracing::error!(topic = %self.log.topic(), consumer = %self.consumer, error = %err, "subscription ended");
+                    return None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The whole contract against a Kafka-protocol broker: one given by
+//! `EVENTLOG_TEST_KAFKA_URL` (`host:port`), or a container from
+//! `EVENTLOG_TEST_KAFKA_IMAGE` (default: the official Apache Kafka image in
+//! KRaft mode; `scripts/test` builds one of tansu).
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use conformance::harness::{BrokerSpec, Container, Listen, SharedBroker};
+use conformance::{Broker, FaultyBroker, Fixture};
+use eventlog_core::{EventEnvelope, EventLog, SeqNo};
+use eventlog_kafka::{KafkaConfig, KafkaEventLog};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// Topics of the suite start with this, so they are easy to find and drop.
+const TOPIC_PREFIX: &str = "eventlog-test.";
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+static KAFKA: BrokerSpec = BrokerSpec {
+    name: "kafka",
+    default_image: "apache/kafka:3.9.1",
+    command: |_| Vec::new(),
+    env: kafka_env,
+    ready: |address| Box::pin(ready(address)),
+};
+
+/// One environment for both images: tansu reads the first three, Apache
+/// Kafka's image (KRaft, one combined node, the controller on the monitor
+/// port) the `KAFKA_` ones.
+fn kafka_env(listen: &Listen) -> Vec<(String, String)> {
+    let (bind, port, controller) = (listen.bind, listen.port, listen.monitor_port);
+    [
+        ("LISTENER_URL", format!("tcp://{bind}:{port}")),
+        ("ADVERTISED_LISTENER_URL", format!("tcp://127.0.0.1:{port}")),
+        ("STORAGE_ENGINE", "sqlite://tansu.db".to_owned()),
+        ("KAFKA_NODE_ID", "1".to_owned()),
+        ("KAFKA_PROCESS_ROLES", "broker,controller".to_owned()),
+        (
+            "KAFKA_LISTENERS",
+            format!("PLAINTEXT://{bind}:{port},CONTROLLER://{bind}:{controller}"),
+        ),
+        (
+            "KAFKA_ADVERTISED_LISTENERS",
+            format!("PLAINTEXT://127.0.0.1:{port}"),
+        ),
+        ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".to_owned()),
+        (
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_owned(),
+        ),
+        (
+            "KAFKA_CONTROLLER_QUORUM_VOTERS",
+            format!("1@127.0.0.1:{controller}"),
+        ),
+        ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".to_owned()),
+        (
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+            "1".to_owned(),
+        ),
+        ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".to_owned()),
+        ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("socket.timeout.ms", "5000");
+    config
+}
+
+/// Answers once the broker serves metadata.
+async fn ready(bootstrap: String) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client(&bootstrap).create()?;
+        consumer.fetch_metadata(None, Duration::from_secs(2))?;
+        anyhow::Ok(())
+    })
+    .await?
+}
+
+async fn open(bootstrap: &str, log: &str, timeout: Duration) -> Result<KafkaEventLog> {
+    let config = KafkaConfig::builder(bootstrap, log)
+        .with_topic_prefix(TOPIC_PREFIX)
+        .with_timeout(timeout)
+        .build()?;
+    KafkaEventLog::connect(config).await
+}
+
+fn topic(log: &str) -> String {
+    format!("{TOPIC_PREFIX}{log}")
+}
+
+struct Kafka {
+    bootstrap: String,
+}
+
+impl Kafka {
+    async fn shared() -> Result<Self> {
+        static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
+        let broker = SHARED
+            .get_or_try_init(|| SharedBroker::start(&KAFKA))
+            .await?;
+        let url = broker.url("kafka");
+        Ok(Self {
+            bootstrap: url.trim_start_matches("kafka://").to_owned(),
+        })
+    }
+}
+
+#[async_trait]
+impl Fixture for Kafka {
+    async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>> {
+        Ok(Arc::new(
+            open(&self.bootstrap, log, eventlog_kafka::DEFAULT_TIMEOUT).await?,
+        ))
+    }
+
+    /// Kafka lists no client connections: the librdkafka consumers that
+    /// subscriptions on the log hold in this process.
+    async fn subscription_resources(&self, log: &str) -> Result<usize> {
+        Ok(open(&self.bootstrap, log, TIMEOUT)
+            .await?
+            .subscription_count())
+    }
+
+    fn broker(&self) -> Option<&dyn Broker> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Broker for Kafka {
+    /// The committed offset of the group named after the consumer.
+    async fn raw_acked(&self, log: &str, consumer: &str) -> Result<Option<SeqNo>> {
+        let (bootstrap, topic, group) = (self.bootstrap.clone(), topic(log), consumer.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let client: BaseConsumer = client(&bootstrap).set("group.id", &group).create()?;
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&topic, 0);
+            let committed = client.committed_offsets(list, TIMEOUT)?;
+            Ok(match committed.elements()[0].offset() {
+                Offset::Offset(o) if o > 0 => Some(o as SeqNo),
+                _ => None,
+            })
+        })
+        .await?
+    }
+
+    /// The record at offset `seq_no - 1`, read as the CloudEvents Kafka
+    /// binding's binary mode says: `ce_` headers, `content-type`, the value.
+    async fn raw_read(&self, log: &str, seq_no: SeqNo) -> Result<EventEnvelope> {
+        let (bootstrap, topic) = (self.bootstrap.clone(), topic(log));
+        tokio::task::spawn_blocking(move || {
+            // librdkafka wants a group id even for a consumer that only reads.
+            let consumer: BaseConsumer = client(&bootstrap)
+                .set("group.id", "eventlog-test-raw")
+                .create()?;
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&topic, 0, Offset::Offset(seq_no as i64 - 1))?;
+            consumer.assign(&list)?;
+            let message = consumer
+                .poll(Duration::from_secs(10))
+                .context("no record")??;
+            let headers = message.headers().context("no headers")?;
+            let mut attributes = std::collections::BTreeMap::new();
+            for header in headers.iter() {
+                attributes.insert(
+                    header.key.to_owned(),
+                    String::from_utf8(header.value.unwrap_or_default().to_vec())?,
+                );
+            }
+            let mut take = |name: &str| attributes.remove(name);
+            anyhow::ensure!(
+                take("ce_specversion").as_deref() == Some("1.0"),
+                "ce_specversion is not 1.0"
+            );
+            let time =
+                chrono::DateTime::parse_from_rfc3339(&take("ce_time").context("no ce_time")?)?
+                    .to_utc();
+            let mut event = EventEnvelope::new(
+                take("ce_source").context("no ce_source")?,
+                take("ce_type").context("no ce_type")?,
+                message.payload().unwrap_or_default().to_vec(),
+            )
+            .with_id(take("ce_id").context("no ce_id")?)
+            .with_time(time)
+            .with_seq_no(seq_no);
+            event.subject = take("ce_subject");
+            event.content_type = take("content-type");
+            for (name, value) in attributes {
+                let Some(ext) = name.strip_prefix("ce_") else {
+                    bail!("unexpected header {name}")
+                };
+                event.extensions.insert(ext.to_owned(), value);
+            }
+            Ok(event)
+        })
+        .await?
+    }
+
+    /// A plain producer's record in binary content mode.
+    async fn raw_publish(&self, log: &str, event: &EventEnvelope) -> Result<()> {
+        let producer: FutureProducer = client(&self.bootstrap).set("acks", "all").create()?;
+        let time = event.time.to_rfc3339();
+        let mut headers: Vec<(String, &str)> = vec![
+            ("ce_specversion".into(), "1.0"),
+            ("ce_id".into(), &event.id),
+            ("ce_source".into(), &event.source),
+            ("ce_type".into(), &event.event_type),
+            ("ce_time".into(), &time),
+        ];
+        if let Some(subject) = &event.subject {
+            headers.push(("ce_subject".into(), subject));
+        }
+        if let Some(content_type) = &event.content_type {
+            headers.push(("content-type".into(), content_type));
+        }
+        for (name, value) in &event.extensions {
+            headers.push((format!("ce_{name}"), value));
+        }
+        let headers = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(*value),
+            })
+        });
+        let topic = topic(log);
+        let record = FutureRecord::<(), [u8]>::to(&topic)
+            .payload(&event.payload[..])
+            .headers(headers);
+        producer.send(record, TIMEOUT).await.map_err(|(e, _)| e)?;
+        Ok(())
+    }
+
+    async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
+        Ok(Box::new(OwnKafka {
+            container: KAFKA.start_container().await?,
+        }))
+    }
+}
+
+/// A broker container of one test's own.
+struct OwnKafka {
+    container: Container,
+}
+
+#[async_trait]
+impl FaultyBroker for OwnKafka {
+    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
+        Ok(Arc::new(
+            open(&self.container.address(), log, timeout).await?,
+        ))
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.container.stop().await
+    }
+
+    async fn start(&self) -> Result<()> {
+        self.container.start().await?;
+        KAFKA.wait_ready(&self.container).await
+    }
+}
+
+conformance::contract_tests!(broker: Kafka::shared().await?);
