@@ -1,34 +1,63 @@
 //! One persistent, ordered, replayable event log with consumer groups, over
 //! the broker you already run.
 //!
-//! Write application code once against [`EventLog`]; pick the backend with a
-//! Cargo feature. This crate re-exports the core API and, per feature, the
-//! backend crates:
+//! Write application code once against [`EventLog`]; pick the backend with
+//! a Cargo feature, and the broker with a URL:
 //!
-//! | feature  | backend                        | module      |
-//! |----------|--------------------------------|-------------|
-//! | `memory` | in-memory, the default         | [`memory`]  |
+//! | feature  | backend                    | URL                                   | module     |
+//! |----------|----------------------------|---------------------------------------|------------|
+//! | `memory` | in-memory, the default     | `memory://<log>`                      | [`memory`] |
+//! | `nats`   | NATS JetStream (2.14+)     | `nats://host:4222/<log>`              | `nats`     |
+//! | `kafka`  | Kafka                      | `kafka://host:9092/<log>`             | `kafka`    |
+//! | `redis`  | Redis Streams (7.0+)       | `redis://host:6379/<log>`, `rediss://`| `redis`    |
+//!
+//! `full` enables all of them; `tls` adds TLS where a backend makes it a
+//! feature (`rediss://`, Kafka SSL and SCRAM).
 //!
 //! ```
-//! use eventlog::{EventEnvelope, EventLog, SeekPosition};
+//! use eventlog::{EventEnvelope, SeekPosition};
 //! use futures::StreamExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
-//! let log = eventlog::memory::InMemoryLogs::global().open("orders")?;
+//! let log = eventlog::connect("memory://orders").await?;
 //! log.append(EventEnvelope::new("/shop", "order.placed", &b"{\"id\":1}"[..])).await?;
 //! let mut events = log.subscribe("billing", SeekPosition::Beginning).await?;
 //! let first = events.next().await.unwrap();
 //! log.ack("billing", first.seq_no.unwrap()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Every backend also has a typed builder (`eventlog::redis::RedisConfig`,
+//! …) for those who prefer code to URLs.
 
+mod connect;
+
+pub use connect::{SCHEMES, connect};
 pub use eventlog_core::{
     BoxError, Capabilities, ConsumerState, EventEnvelope, EventLog, EventLogError, EventStream,
-    Result, SPEC_VERSION, SeekPosition, SeqNo, validate,
+    Result, SPEC_VERSION, Secret, SeekPosition, SeqNo, redact_url, validate,
 };
 
 /// The in-memory backend.
 #[cfg(feature = "memory")]
 pub mod memory {
     pub use eventlog_memory::*;
+}
+
+/// The NATS JetStream backend.
+#[cfg(feature = "nats")]
+pub mod nats {
+    pub use eventlog_nats::*;
+}
+
+/// The Kafka backend.
+#[cfg(feature = "kafka")]
+pub mod kafka {
+    pub use eventlog_kafka::*;
+}
+
+/// The Redis Streams backend.
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use eventlog_redis::*;
 }
