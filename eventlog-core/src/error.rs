@@ -12,6 +12,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// Methods return `anyhow::Error`; reach this type with
 /// `err.downcast_ref::<EventLogError>()`. Messages never contain credentials.
+/// A broker client's error is the `source` of `Unavailable` and `Backend`,
+/// not part of their message: print the chain (`{:#}` on `anyhow::Error`)
+/// to see it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventLogError {
@@ -73,7 +76,7 @@ pub enum EventLogError {
         reason: String,
     },
     /// The broker could not be reached.
-    #[error("{backend} broker unavailable: {source}")]
+    #[error("{backend} broker unavailable")]
     Unavailable {
         /// The backend, such as `redis`.
         backend: &'static str,
@@ -98,7 +101,7 @@ pub enum EventLogError {
         reason: String,
     },
     /// Any other failure of the broker or its client.
-    #[error("{backend} backend error: {source}")]
+    #[error("{backend} backend error")]
     Backend {
         /// The backend, such as `redis`.
         backend: &'static str,

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use conformance::harness::{BrokerSpec, Container, Listen, SharedBroker};
+use conformance::harness::{KAFKA, OwnBroker, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use eventlog_kafka::{KafkaConfig, KafkaEventLog};
@@ -22,70 +22,12 @@ use tokio::sync::OnceCell;
 const TOPIC_PREFIX: &str = "eventlog-test.";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-static KAFKA: BrokerSpec = BrokerSpec {
-    name: "kafka",
-    default_image: "apache/kafka:3.9.1",
-    command: |_| Vec::new(),
-    env: kafka_env,
-    ready: |address| Box::pin(ready(address)),
-};
-
-/// One environment for both images: tansu reads the first three, Apache
-/// Kafka's image (KRaft, one combined node, the controller on the monitor
-/// port) the `KAFKA_` ones.
-fn kafka_env(listen: &Listen) -> Vec<(String, String)> {
-    let (bind, port, controller) = (listen.bind, listen.port, listen.monitor_port);
-    [
-        ("LISTENER_URL", format!("tcp://{bind}:{port}")),
-        ("ADVERTISED_LISTENER_URL", format!("tcp://127.0.0.1:{port}")),
-        ("STORAGE_ENGINE", "sqlite://tansu.db".to_owned()),
-        ("KAFKA_NODE_ID", "1".to_owned()),
-        ("KAFKA_PROCESS_ROLES", "broker,controller".to_owned()),
-        (
-            "KAFKA_LISTENERS",
-            format!("PLAINTEXT://{bind}:{port},CONTROLLER://{bind}:{controller}"),
-        ),
-        (
-            "KAFKA_ADVERTISED_LISTENERS",
-            format!("PLAINTEXT://127.0.0.1:{port}"),
-        ),
-        ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".to_owned()),
-        (
-            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
-            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_owned(),
-        ),
-        (
-            "KAFKA_CONTROLLER_QUORUM_VOTERS",
-            format!("1@127.0.0.1:{controller}"),
-        ),
-        ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".to_owned()),
-        (
-            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-            "1".to_owned(),
-        ),
-        ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".to_owned()),
-        ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".to_owned()),
-    ]
-    .map(|(k, v)| (k.to_owned(), v))
-    .to_vec()
-}
-
 fn client(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
         .set("socket.timeout.ms", "5000");
     config
-}
-
-/// Answers once the broker serves metadata.
-async fn ready(bootstrap: String) -> Result<()> {
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client(&bootstrap).create()?;
-        consumer.fetch_metadata(None, Duration::from_secs(2))?;
-        anyhow::Ok(())
-    })
-    .await?
 }
 
 async fn open(bootstrap: &str, log: &str, timeout: Duration) -> Result<KafkaEventLog> {
@@ -243,32 +185,12 @@ impl Broker for Kafka {
     }
 
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        Ok(Box::new(OwnKafka {
-            container: KAFKA.start_container().await?,
-        }))
-    }
-}
-
-/// A broker container of one test's own.
-struct OwnKafka {
-    container: Container,
-}
-
-#[async_trait]
-impl FaultyBroker for OwnKafka {
-    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
-        Ok(Arc::new(
-            open(&self.container.address(), log, timeout).await?,
-        ))
-    }
-
-    async fn stop(&self) -> Result<()> {
-        self.container.stop().await
-    }
-
-    async fn start(&self) -> Result<()> {
-        self.container.start().await?;
-        KAFKA.wait_ready(&self.container).await
+        let open: conformance::harness::Opener = |address, log, timeout| {
+            Box::pin(async move {
+                Ok(Arc::new(open(&address, &log, timeout).await?) as Arc<dyn EventLog>)
+            })
+        };
+        Ok(Box::new(OwnBroker::start(&KAFKA, open).await?))
     }
 }
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use async_nats::jetstream;
 use async_trait::async_trait;
 use bytes::Bytes;
-use conformance::harness::{BrokerSpec, Container, Listen, SharedBroker};
+use conformance::harness::{NATS, OwnBroker, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use eventlog_nats::{NatsConfig, NatsEventLog};
@@ -22,43 +22,9 @@ use tokio::sync::OnceCell;
 const STREAM_PREFIX: &str = "EVENTLOG_TEST_";
 const SUBJECT_PREFIX: &str = "eventlog-test.";
 
-static NATS: BrokerSpec = BrokerSpec {
-    name: "nats",
-    default_image: "nats:2.15.1",
-    command: nats_command,
-    env: |_| Vec::new(),
-    ready: |address| Box::pin(ready(format!("nats://{address}"))),
-};
-
-/// Arguments of the image's `nats-server` entrypoint.
-fn nats_command(listen: &Listen) -> Vec<String> {
-    let (port, monitor) = (listen.port.to_string(), listen.monitor_port.to_string());
-    [
-        "-js",
-        "-a",
-        listen.bind,
-        "-p",
-        &port,
-        "-m",
-        &monitor,
-        "-sd",
-        "/data",
-        "--server_name",
-        "eventlog-test",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
 async fn raw(url: &str) -> Result<jetstream::Context> {
     let client = tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await??;
     Ok(jetstream::new(client))
-}
-
-/// Answers once JetStream serves its API.
-async fn ready(url: String) -> Result<()> {
-    raw(&url).await?.query_account().await?;
-    Ok(())
 }
 
 async fn open(url: &str, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
@@ -259,35 +225,10 @@ impl Broker for Nats {
     }
 
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        Ok(Box::new(OwnNats {
-            container: NATS.start_container().await?,
-        }))
-    }
-}
-
-/// A NATS container of one test's own.
-struct OwnNats {
-    container: Container,
-}
-
-#[async_trait]
-impl FaultyBroker for OwnNats {
-    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
-        open(
-            &format!("nats://{}", self.container.address()),
-            log,
-            timeout,
-        )
-        .await
-    }
-
-    async fn stop(&self) -> Result<()> {
-        self.container.stop().await
-    }
-
-    async fn start(&self) -> Result<()> {
-        self.container.start().await?;
-        NATS.wait_ready(&self.container).await
+        let open: conformance::harness::Opener = |address, log, timeout| {
+            Box::pin(async move { open(&format!("nats://{address}"), &log, timeout).await })
+        };
+        Ok(Box::new(OwnBroker::start(&NATS, open).await?))
     }
 }
 

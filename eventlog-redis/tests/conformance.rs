@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use conformance::harness::{BrokerSpec, Container, Listen, SharedBroker};
+use conformance::harness::{OwnBroker, REDIS, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use eventlog_redis::{RedisConfig, RedisEventLog, subscription_client_name};
@@ -17,32 +17,6 @@ use tokio::sync::OnceCell;
 /// a server that is also used for other things.
 const PREFIX: &str = "eventlog-test:";
 
-static REDIS: BrokerSpec = BrokerSpec {
-    name: "redis",
-    default_image: "redis:7.4.2",
-    command: redis_command,
-    env: |_| Vec::new(),
-    ready: |address| Box::pin(ping(format!("redis://{address}"))),
-};
-
-fn redis_command(listen: &Listen) -> Vec<String> {
-    let port = listen.port.to_string();
-    // Append-only persistence, so a restarted server still has the log.
-    [
-        "redis-server",
-        "--port",
-        &port,
-        "--bind",
-        listen.bind,
-        "--protected-mode",
-        "no",
-        "--appendonly",
-        "yes",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
 async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(url)?;
     Ok(tokio::time::timeout(
@@ -50,14 +24,6 @@ async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection> {
         client.get_multiplexed_async_connection(),
     )
     .await??)
-}
-
-async fn ping(url: String) -> Result<()> {
-    let pong: String = redis::cmd("PING")
-        .query_async(&mut raw(&url).await?)
-        .await?;
-    anyhow::ensure!(pong == "PONG", "PING answered {pong}");
-    Ok(())
 }
 
 async fn open(url: &str, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
@@ -206,9 +172,10 @@ impl Broker for Redis {
     }
 
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        Ok(Box::new(OwnRedis {
-            container: REDIS.start_container().await?,
-        }))
+        let open: conformance::harness::Opener = |address, log, timeout| {
+            Box::pin(async move { open(&format!("redis://{address}"), &log, timeout).await })
+        };
+        Ok(Box::new(OwnBroker::start(&REDIS, open).await?))
     }
 }
 
@@ -216,32 +183,6 @@ fn entry_seq(id: &str) -> Result<SeqNo> {
     id.strip_prefix("0-")
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("entry id {id}"))
-}
-
-/// A Redis container of one test's own.
-struct OwnRedis {
-    container: Container,
-}
-
-#[async_trait]
-impl FaultyBroker for OwnRedis {
-    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
-        open(
-            &format!("redis://{}", self.container.address()),
-            log,
-            timeout,
-        )
-        .await
-    }
-
-    async fn stop(&self) -> Result<()> {
-        self.container.stop().await
-    }
-
-    async fn start(&self) -> Result<()> {
-        self.container.start().await?;
-        REDIS.wait_ready(&self.container).await
-    }
 }
 
 conformance::contract_tests!(broker: Redis::shared().await?);

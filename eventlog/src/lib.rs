@@ -27,12 +27,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`copy`] moves a log between backends, keeping order, ids and attributes.
+//!
 //! Every backend also has a typed builder (`eventlog::redis::RedisConfig`,
 //! …) for those who prefer code to URLs.
 
 mod connect;
+mod copy;
 
 pub use connect::{SCHEMES, connect};
+pub use copy::{CopyReport, copy};
 pub use eventlog_core::{
     BoxError, Capabilities, ConsumerState, EventEnvelope, EventLog, EventLogError, EventStream,
     Result, SPEC_VERSION, Secret, SeekPosition, SeqNo, redact_url, validate,

@@ -4,6 +4,7 @@ use super::Listen;
 use anyhow::{Context, Result, bail};
 use std::net::TcpListener;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::process::Command;
 
 /// The label every container of the suite carries, so leftovers are easy to
@@ -16,6 +17,9 @@ pub struct Container {
     id: String,
     port: u16,
     monitor_port: u16,
+    /// How many times the container was started, to tell a fresh ready
+    /// line in its logs from an old one.
+    starts: AtomicUsize,
     /// Set once a watcher process removes the container at process exit, so
     /// `Drop` leaves it alone.
     reaped: bool,
@@ -101,6 +105,7 @@ impl Container {
                         id,
                         port,
                         monitor_port,
+                        starts: AtomicUsize::new(1),
                         reaped: false,
                     });
                 }
@@ -133,7 +138,14 @@ impl Container {
 
     /// Starts the stopped container again.
     pub async fn start(&self) -> Result<()> {
-        docker(&["start", &self.id]).await.map(drop)
+        docker(&["start", &self.id]).await?;
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// How many times the container was started.
+    pub fn starts(&self) -> usize {
+        self.starts.load(Ordering::SeqCst)
     }
 
     /// Freezes every process of the container (SIGSTOP-like).
@@ -146,10 +158,12 @@ impl Container {
         docker(&["unpause", &self.id]).await.map(drop)
     }
 
-    /// The container's last log lines, for failure messages.
-    pub async fn logs(&self) -> String {
+    /// The container's logs (standard output and error), or their last
+    /// `tail` lines.
+    pub async fn logs(&self, tail: Option<usize>) -> String {
+        let tail = tail.map_or("all".to_owned(), |n| n.to_string());
         match Command::new("docker")
-            .args(["logs", "--tail", "40", &self.id])
+            .args(["logs", "--tail", &tail, &self.id])
             .output()
             .await
         {

@@ -20,12 +20,17 @@
 //! and with Docker 29 (which refuses clients older than API 1.44), and
 //! neither testcontainers' pinned API version nor a fixed old one does.
 
+mod brokers;
 mod docker;
 
+pub use brokers::{KAFKA, NATS, REDIS};
 pub use docker::Container;
 
 use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use eventlog_core::EventLog;
 use futures::future::BoxFuture;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -60,8 +65,9 @@ pub struct BrokerSpec {
     /// The container's environment for a broker listening where `listen`
     /// says (brokers configured through variables, like Kafka's images).
     pub env: fn(listen: &Listen) -> Vec<(String, String)>,
-    /// Succeeds once the broker at `host:port` serves requests.
-    pub ready: fn(address: String) -> BoxFuture<'static, Result<()>>,
+    /// What the broker logs once it serves clients, after each start: any
+    /// one of these (images of one broker may differ).
+    pub ready_logs: &'static [&'static str],
 }
 
 impl BrokerSpec {
@@ -95,7 +101,7 @@ impl BrokerSpec {
         )
     }
 
-    /// Starts a container of this broker and waits until it answers.
+    /// Starts a container of this broker and waits until it serves.
     pub async fn start_container(&'static self) -> Result<Container> {
         let container = Container::run(self.name, &self.image(), self.command, self.env)
             .await
@@ -104,24 +110,29 @@ impl BrokerSpec {
         Ok(container)
     }
 
-    /// Waits until the broker in `container` answers, or fails with its logs.
+    /// Waits until the broker in `container` has logged its ready line once
+    /// per start, or fails with its logs.
     pub async fn wait_ready(&self, container: &Container) -> Result<()> {
         let deadline = Instant::now() + READY_WITHIN;
         loop {
-            let attempt = (self.ready)(container.address()).await;
-            match attempt {
-                Ok(()) => return Ok(()),
-                Err(err) if Instant::now() >= deadline => {
-                    let logs = container.logs().await;
-                    bail!(
-                        "{} in container {} did not answer within {READY_WITHIN:?}: {err:#}\n\
-                         its last log lines:\n{logs}",
-                        self.name,
-                        container.id()
-                    );
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            let logs = container.logs(None).await;
+            if self
+                .ready_logs
+                .iter()
+                .any(|line| logs.matches(line).count() >= container.starts())
+            {
+                return Ok(());
             }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} in container {} did not log any of {:?} within {READY_WITHIN:?}; its last log lines:\n{}",
+                    self.name,
+                    container.id(),
+                    self.ready_logs,
+                    container.logs(Some(40)).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -162,5 +173,47 @@ impl SharedBroker {
             Self::Url(url) => url.clone(),
             Self::Container(c) => format!("{scheme}://{}", c.address()),
         }
+    }
+}
+
+/// Opens a log on the broker at `host:port` with an operation timeout.
+pub type Opener = fn(
+    address: String,
+    log: String,
+    timeout: Duration,
+) -> BoxFuture<'static, Result<Arc<dyn EventLog>>>;
+
+/// A broker container of one test's own, which the fault clauses stop and
+/// start.
+pub struct OwnBroker {
+    spec: &'static BrokerSpec,
+    container: Container,
+    open: Opener,
+}
+
+impl OwnBroker {
+    /// Starts a container of `spec`; `open` opens logs on it.
+    pub async fn start(spec: &'static BrokerSpec, open: Opener) -> Result<Self> {
+        Ok(Self {
+            spec,
+            container: spec.start_container().await?,
+            open,
+        })
+    }
+}
+
+#[async_trait]
+impl crate::FaultyBroker for OwnBroker {
+    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
+        (self.open)(self.container.address(), log.to_owned(), timeout).await
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.container.stop().await
+    }
+
+    async fn start(&self) -> Result<()> {
+        self.container.start().await?;
+        self.spec.wait_ready(&self.container).await
     }
 }

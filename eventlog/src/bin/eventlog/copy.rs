@@ -1,0 +1,53 @@
+//! `copy`: one log into another, any backends, resumable.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args)]
+pub(crate) struct CopyArgs {
+    /// The log to read.
+    #[arg(long)]
+    from: String,
+    /// The log to append to.
+    #[arg(long)]
+    to: String,
+    /// The consumer on the source that remembers how far the copy got.
+    #[arg(long, default_value = "eventlog-copy")]
+    consumer: String,
+    /// Events per `append_batch` on the target.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+}
+
+pub(crate) async fn run(args: CopyArgs) -> Result<()> {
+    let open = |url: String| async move {
+        eventlog::connect(&url)
+            .await
+            .with_context(|| format!("opening {}", eventlog::redact_url(&url)))
+    };
+    let (source, target) = (open(args.from).await?, open(args.to).await?);
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
+            .expect("a valid template"),
+    );
+    let report = eventlog::copy(
+        &*source,
+        &*target,
+        &args.consumer,
+        args.batch,
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    match report.range {
+        Some((first, last)) => println!("copied {} events: {first}..={last}", report.copied),
+        None => println!(
+            "copied 0 events: nothing after the position of `{}`",
+            args.consumer
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! The `eventlog` CLI and the examples, end to end, on every backend: the
+//! brokers come from the conformance harness (a running one by URL, or a
+//! container), the binaries are the ones `cargo test` built.
+
+use anyhow::{Context, Result, ensure};
+use conformance::harness::{BrokerSpec, KAFKA, NATS, REDIS, SharedBroker};
+use conformance::support::unique;
+use eventlog::EventEnvelope;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use tokio::sync::OnceCell;
+
+/// The URL of a fresh log on the shared broker of `spec`.
+async fn log_url(
+    spec: &'static BrokerSpec,
+    scheme: &str,
+    cell: &'static OnceCell<SharedBroker>,
+) -> Result<String> {
+    let broker = cell.get_or_try_init(|| SharedBroker::start(spec)).await?;
+    Ok(format!("{}/{}", broker.url(scheme), unique("e2e")))
+}
+
+async fn redis() -> Result<String> {
+    static CELL: OnceCell<SharedBroker> = OnceCell::const_new();
+    log_url(&REDIS, "redis", &CELL).await
+}
+
+async fn nats() -> Result<String> {
+    static CELL: OnceCell<SharedBroker> = OnceCell::const_new();
+    log_url(&NATS, "nats", &CELL).await
+}
+
+async fn kafka() -> Result<String> {
+    static CELL: OnceCell<SharedBroker> = OnceCell::const_new();
+    log_url(&KAFKA, "kafka", &CELL).await
+}
+
+/// Runs `program`, feeding it `stdin`, on a blocking thread: the binaries
+/// talk to brokers for a while.
+async fn run(mut program: Command, stdin: Option<String>) -> Result<Output> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        program
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = program.spawn()?;
+        let mut input = child.stdin.take().context("stdin")?;
+        input.write_all(stdin.unwrap_or_default().as_bytes())?;
+        drop(input);
+        Ok(child.wait_with_output()?)
+    })
+    .await?
+}
+
+/// `eventlog --url URL args…` with `stdin`.
+async fn cli_output(url: &str, args: &[&str], stdin: Option<String>) -> Result<Output> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eventlog"));
+    command.arg("--url").arg(url).args(args);
+    run(command, stdin).await
+}
+
+/// `eventlog --url URL args…`, which must succeed; its standard output.
+async fn cli(url: &str, args: &[&str]) -> Result<String> {
+    let output = cli_output(url, args, None).await?;
+    ensure!(
+        output.status.success(),
+        "eventlog {args:?} on {url} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// The example `name`, built by `cargo test` next to this test's binary.
+fn example(name: &str) -> Result<PathBuf> {
+    let deps = std::env::current_exe()?
+        .parent()
+        .context("test binary folder")?
+        .to_owned();
+    let path = deps
+        .parent()
+        .context("target folder")?
+        .join("examples")
+        .join(name);
+    ensure!(
+        path.exists(),
+        "example {name} is not built at {}: run `cargo test -p eventlog --all-features`",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Runs the example `name` on the log at `url`; its standard output.
+async fn run_example(name: &str, url: &str) -> Result<String> {
+    let mut command = Command::new(example(name)?);
+    command.env("EVENTLOG_URL", url);
+    let output = run(command, None).await?;
+    ensure!(
+        output.status.success(),
+        "example {name} on {url} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+fn json_lines(events: &[EventEnvelope]) -> Result<String> {
+    Ok(events
+        .iter()
+        .map(|e| serde_json::to_string(e).map(|l| l + "\n"))
+        .collect::<Result<_, _>>()?)
+}
+
+fn parse_lines(text: &str) -> Result<Vec<EventEnvelope>> {
+    Ok(text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Appends, tails, acknowledges, seeks and inspects a log through the CLI,
+/// then runs both examples on the same broker.
+async fn cli_and_examples(url: String) -> Result<()> {
+    let args = [
+        "append",
+        "--type",
+        "greeting",
+        "--subject",
+        "s1",
+        "--ext",
+        "tenant=acme",
+        "hello",
+    ];
+    let first = cli(&url, &args).await?;
+    ensure!(first.trim() == "1", "first append printed {first:?}");
+
+    let events: Vec<EventEnvelope> = (0..4)
+        .map(|i| {
+            EventEnvelope::new("/e2e", "batch", format!("line {i}"))
+                .with_extension("n", i.to_string())
+        })
+        .collect();
+    let output = cli_output(&url, &["append", "--stdin"], Some(json_lines(&events)?)).await?;
+    let printed = String::from_utf8(output.stdout)?;
+    ensure!(
+        printed.trim() == "appended 4 events: 2..=5",
+        "append --stdin printed {printed:?}"
+    );
+
+    let info = cli(&url, &["info", "--consumer", "reader"]).await?;
+    ensure!(
+        info.contains("last sequence number: 5")
+            && info.contains("consumer reader: acknowledged up to none, lag 5"),
+        "info printed:\n{info}"
+    );
+
+    let args = [
+        "tail",
+        "--consumer",
+        "reader",
+        "--from",
+        "beginning",
+        "--limit",
+        "5",
+        "--format",
+        "json",
+        "--ack",
+    ];
+    let tailed = parse_lines(&cli(&url, &args).await?)?;
+    let seq_nos: Vec<_> = tailed.iter().map(|e| e.seq_no).collect();
+    ensure!(
+        seq_nos == (1..=5).map(Some).collect::<Vec<_>>(),
+        "tail gave {seq_nos:?}"
+    );
+    ensure!(
+        tailed[0].extensions["tenant"] == "acme" && tailed[1].id == events[0].id,
+        "tail changed the events: {tailed:?}"
+    );
+
+    let info = cli(&url, &["info", "--consumer", "reader", "--format", "json"]).await?;
+    let info: serde_json::Value = serde_json::from_str(&info)?;
+    let reader = &info["consumers"][0];
+    ensure!(
+        reader["last_acknowledged"] == 5 && reader["lag"] == 0,
+        "after tail --ack: {info}"
+    );
+
+    cli(&url, &["seek", "--consumer", "reader", "2"]).await?;
+    cli(&url, &["ack", "--consumer", "reader", "3"]).await?;
+    let info = cli(&url, &["info", "--consumer", "reader"]).await?;
+    ensure!(
+        info.contains("acknowledged up to 3, lag 2"),
+        "after seek 2 and ack 3:\n{info}"
+    );
+
+    let refused = cli_output(&url, &["ack", "--consumer", "reader", "99"], None).await?;
+    let stderr = String::from_utf8(refused.stderr)?;
+    ensure!(
+        !refused.status.success()
+            && stderr.lines().count() == 1
+            && stderr.contains("cannot ack 99"),
+        "ack 99: {stderr:?}"
+    );
+
+    let quickstart = run_example("quickstart", &url).await?;
+    ensure!(
+        quickstart.contains("billing lag: 1 event(s)"),
+        "quickstart printed:\n{quickstart}"
+    );
+    let projection = run_example("projection", &format!("{url}-projection")).await?;
+    ensure!(
+        projection.contains("applied 30 events exactly once"),
+        "projection printed:\n{projection}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_and_examples_on_redis() -> Result<()> {
+    cli_and_examples(redis().await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_and_examples_on_nats() -> Result<()> {
+    cli_and_examples(nats().await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_and_examples_on_kafka() -> Result<()> {
+    cli_and_examples(kafka().await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_on_memory() -> Result<()> {
+    let quickstart = run_example("quickstart", "memory://orders").await?;
+    ensure!(
+        quickstart.contains("billing lag: 1 event(s) after Some(4)"),
+        "quickstart printed:\n{quickstart}"
+    );
+    let projection = run_example("projection", "memory://accounts").await?;
+    ensure!(
+        projection.contains("applied 30 events exactly once"),
+        "projection printed:\n{projection}"
+    );
+    Ok(())
+}
+
+/// Memory to Redis in process (a memory log lives in one process), then
+/// Redis to NATS to Kafka with the CLI; copies resume from their consumer's
+/// position, and the last log holds the same events, in order, with the same
+/// ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_across_backends() -> Result<()> {
+    let memory = eventlog::connect(&format!("memory://{}", unique("copy"))).await?;
+    let events: Vec<EventEnvelope> = (0..1200)
+        .map(|i| {
+            EventEnvelope::new("/copy", "copied", format!("{i}")).with_subject(format!("s{i}"))
+        })
+        .collect();
+    memory.append_batch(events[..1000].to_vec()).await?;
+
+    let (redis, nats, kafka) = (redis().await?, nats().await?, kafka().await?);
+    let on_redis = eventlog::connect(&redis).await?;
+    let report = eventlog::copy(&*memory, &*on_redis, "copier", 300, |_, _| {}).await?;
+    ensure!(
+        report.copied == 1000 && report.range == Some((1, 1000)),
+        "memory to redis: {report:?}"
+    );
+    memory.append_batch(events[1000..].to_vec()).await?;
+    let report = eventlog::copy(&*memory, &*on_redis, "copier", 300, |_, _| {}).await?;
+    ensure!(
+        report.copied == 200 && report.range == Some((1001, 1200)),
+        "memory to redis, resumed: {report:?}"
+    );
+
+    let printed = cli(
+        &redis,
+        &["copy", "--from", &redis, "--to", &nats, "--batch", "500"],
+    )
+    .await?;
+    ensure!(
+        printed.trim() == "copied 1200 events: 1..=1200",
+        "redis to nats printed {printed:?}"
+    );
+    let again = cli(&redis, &["copy", "--from", &redis, "--to", &nats]).await?;
+    ensure!(
+        again.contains("copied 0 events"),
+        "a finished copy copied again: {again:?}"
+    );
+    let printed = cli(&nats, &["copy", "--from", &nats, "--to", &kafka]).await?;
+    ensure!(
+        printed.trim() == "copied 1200 events: 1..=1200",
+        "nats to kafka printed {printed:?}"
+    );
+
+    let args = [
+        "tail",
+        "--consumer",
+        "check",
+        "--from",
+        "beginning",
+        "--limit",
+        "1200",
+        "--format",
+        "json",
+    ];
+    let got = parse_lines(&cli(&kafka, &args).await?)?;
+    ensure!(got.len() == 1200, "kafka holds {} events", got.len());
+    for (i, (sent, got)) in events.iter().zip(&got).enumerate() {
+        ensure!(
+            got.id == sent.id
+                && got.subject == sent.subject
+                && got.payload == sent.payload
+                && got.seq_no == Some(i as u64 + 1),
+            "event {} changed on the way: {got:?}",
+            i + 1
+        );
+    }
+    Ok(())
+}
