@@ -11,11 +11,16 @@
 //!   consumers are.
 //! * [`EventLogError`]: every refusal and failure, the same on every backend;
 //!   reach it with `err.downcast_ref::<EventLogError>()`.
+//! * [`attributes`] and [`AttributeReader`]: an envelope as CloudEvents
+//!   attribute pairs and back, which every backend's wire format writes in
+//!   its own way.
 //! * [`Secret`] and [`redact_url`]: credentials kept out of `Debug`, logs
 //!   and errors.
 //! * [`validate`]: the checks every backend runs before it touches its broker,
 //!   so every backend refuses the same inputs the same way.
 
+mod attributes;
+mod backoff;
 mod envelope;
 mod error;
 mod log;
@@ -23,6 +28,8 @@ mod position;
 mod secret;
 pub mod validate;
 
+pub use attributes::{AttributeReader, attributes};
+pub use backoff::Backoff;
 pub use envelope::{EventEnvelope, SPEC_VERSION};
 pub use error::{BoxError, EventLogError, with_timeout};
 pub use log::{Capabilities, EventLog, EventStream};

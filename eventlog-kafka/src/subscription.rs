@@ -7,13 +7,12 @@
 use crate::codec;
 use crate::log::KafkaEventLog;
 use chrono::{DateTime, Utc};
-use eventlog_core::{EventEnvelope, EventStream, SeqNo};
+use eventlog_core::{Backoff, EventEnvelope, EventStream, SeqNo};
 use futures::stream;
 use rdkafka::Message;
 use rdkafka::consumer::StreamConsumer;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
 
 /// Live subscriptions per topic in this process, for `subscription_count`.
 static LIVE: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Default::default);
@@ -85,15 +84,14 @@ pub(crate) fn open(
 
 impl Subscription {
     async fn next(&mut self) -> Option<EventEnvelope> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::default();
         loop {
             let message = match self.reader.recv().await {
                 Ok(message) => message,
                 Err(err) => {
                     // librdkafka retries by itself; these are reports.
                     tracing::warn!(topic = %self.log.topic(), consumer = %self.consumer, error = %err, "consumer error");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.wait().await;
                     continue;
                 }
             };

@@ -7,8 +7,8 @@
 //! stream's duplicate window.
 
 use async_nats::HeaderMap;
-use chrono::{DateTime, SecondsFormat, Utc};
-use eventlog_core::{EventEnvelope, EventLogError, SPEC_VERSION, SeqNo};
+use chrono::{DateTime, Utc};
+use eventlog_core::{AttributeReader, EventEnvelope, EventLogError, SeqNo, attributes};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 /// What the binding percent-encodes besides non-ASCII.
@@ -19,92 +19,41 @@ const CONTENT_TYPE: &str = "content-type";
 /// The headers of the message for `event`.
 pub(crate) fn encode(event: &EventEnvelope) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let mut put = |name: &str, value: &str| {
-        headers.insert(
-            format!("{PREFIX}{name}"),
-            utf8_percent_encode(value, ENCODED).to_string(),
-        );
-    };
-    put("specversion", SPEC_VERSION);
-    put("id", &event.id);
-    put("source", &event.source);
-    put("type", &event.event_type);
-    put(
-        "time",
-        &event.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-    );
-    if let Some(subject) = &event.subject {
-        put("subject", subject);
-    }
-    for (name, value) in &event.extensions {
-        put(name, value);
-    }
-    if let Some(content_type) = &event.content_type {
-        headers.insert(CONTENT_TYPE, content_type.as_str());
+    for (name, value) in attributes(event) {
+        if name == "datacontenttype" {
+            headers.insert(CONTENT_TYPE, value.as_ref());
+        } else {
+            headers.insert(
+                format!("{PREFIX}{name}"),
+                utf8_percent_encode(&value, ENCODED).to_string(),
+            );
+        }
     }
     headers
 }
 
 /// The event in message `seq_no`; `published` (the server's receive time)
-/// stands in for a missing `time`, which CloudEvents makes optional.
+/// stands in for a missing `time`.
 pub(crate) fn decode(
     seq_no: SeqNo,
     headers: Option<&HeaderMap>,
     payload: &[u8],
     published: DateTime<Utc>,
 ) -> Result<EventEnvelope, EventLogError> {
-    let bad = |reason: String| EventLogError::Decode { seq_no, reason };
-    let mut event = EventEnvelope::new("", "", payload.to_vec())
-        .with_time(published)
-        .with_id("");
-    let mut spec = None;
+    let mut reader = AttributeReader::new(seq_no, payload.to_vec(), Some(published));
     for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
         let name = AsRef::<str>::as_ref(name).to_ascii_lowercase();
         let Some(value) = values.last().map(|v| v.as_str()) else {
             continue;
         };
         if name == CONTENT_TYPE {
-            event.content_type = Some(value.to_owned());
-            continue;
-        }
-        let Some(attribute) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let value = percent_decode_str(value)
-            .decode_utf8()
-            .map_err(|_| bad(format!("header `{name}` is not percent-encoded UTF-8")))?
-            .into_owned();
-        match attribute {
-            "specversion" => spec = Some(value),
-            "id" => event.id = value,
-            "source" => event.source = value,
-            "type" => event.event_type = value,
-            "subject" => event.subject = Some(value),
-            "time" => {
-                event.time = DateTime::parse_from_rfc3339(&value)
-                    .map_err(|e| bad(format!("time `{value}`: {e}")))?
-                    .with_timezone(&Utc)
-            }
-            _ => {
-                event.extensions.insert(attribute.to_owned(), value);
-            }
+            reader.set("datacontenttype", value.to_owned())?;
+        } else if let Some(attribute) = name.strip_prefix(PREFIX) {
+            let decoded: Vec<u8> = percent_decode_str(value).collect();
+            reader.set_bytes(attribute, decoded)?;
         }
     }
-    if spec.as_deref() != Some(SPEC_VERSION) {
-        return Err(bad(format!(
-            "header ce-specversion is {spec:?}, not {SPEC_VERSION}"
-        )));
-    }
-    for (attribute, value) in [
-        ("id", &event.id),
-        ("source", &event.source),
-        ("type", &event.event_type),
-    ] {
-        if value.is_empty() {
-            return Err(bad(format!("no ce-{attribute} header")));
-        }
-    }
-    Ok(event.with_seq_no(seq_no))
+    reader.finish()
 }
 
 #[cfg(test)]

@@ -13,13 +13,11 @@ use crate::log::NatsEventLog;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::consumer::pull::Batch;
 use chrono::{DateTime, Utc};
-use eventlog_core::{EventEnvelope, EventStream, SeqNo};
+use eventlog_core::{Backoff, EventEnvelope, EventStream, SeqNo};
 use futures::{StreamExt, stream};
-use std::time::Duration;
 
 /// Messages per pull request.
 const BATCH: usize = 512;
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 struct Subscription {
     log: NatsEventLog,
@@ -56,11 +54,11 @@ pub(crate) fn open(
 
 impl Subscription {
     async fn next(&mut self) -> Option<EventEnvelope> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::default();
         loop {
             match self.poll_once().await {
                 Ok(Some(event)) => return Some(event),
-                Ok(None) => backoff = Duration::from_millis(50),
+                Ok(None) => backoff.reset(),
                 Err(Failure::Fatal(reason)) => {
                     tracing::error!(log = %self.log.config().log, consumer = %self.consumer, %reason, "subscription ended");
                     return None;
@@ -69,8 +67,7 @@ impl Subscription {
                     tracing::warn!(log = %self.log.config().log, consumer = %self.consumer, %reason, "pull failed; retrying");
                     self.batch = None;
                     self.dirty = true;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait().await;
                 }
             }
         }

@@ -16,80 +16,41 @@
 //! The entry id is `0-<seq_no>`. Extension names cannot clash with these
 //! fields: validation refuses the reserved names.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use eventlog_core::{EventEnvelope, EventLogError, SPEC_VERSION, SeqNo};
+use eventlog_core::{AttributeReader, EventEnvelope, EventLogError, SeqNo, attributes};
 
-/// The fields of the entry for `event`, in order.
+/// The fields of the entry for `event`, in order: the attributes, then `data`.
 pub(crate) fn encode(event: &EventEnvelope) -> Vec<(&str, Vec<u8>)> {
-    let mut fields: Vec<(&str, Vec<u8>)> = Vec::with_capacity(7 + event.extensions.len());
-    fields.push(("specversion", SPEC_VERSION.into()));
-    fields.push(("id", event.id.as_bytes().to_vec()));
-    fields.push(("source", event.source.as_bytes().to_vec()));
-    fields.push(("type", event.event_type.as_bytes().to_vec()));
-    fields.push(("time", format_time(event.time).into_bytes()));
-    if let Some(subject) = &event.subject {
-        fields.push(("subject", subject.as_bytes().to_vec()));
-    }
-    if let Some(content_type) = &event.content_type {
-        fields.push(("datacontenttype", content_type.as_bytes().to_vec()));
-    }
-    for (name, value) in &event.extensions {
-        fields.push((name, value.as_bytes().to_vec()));
-    }
+    let mut fields: Vec<(&str, Vec<u8>)> = attributes(event)
+        .into_iter()
+        .map(|(name, value)| (name, value.into_owned().into_bytes()))
+        .collect();
     fields.push(("data", event.payload.to_vec()));
     fields
 }
 
-/// CloudEvents `time` as written on every wire: RFC 3339 in UTC, with as
-/// many fraction digits as needed to keep the value exact.
-pub(crate) fn format_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
 /// The event stored in the entry `0-<seq_no>` with `fields` (name, value,
-/// name, value…).
+/// name, value…). Redis keeps no time of its own for our entries, so `time`
+/// is required.
 pub(crate) fn decode(seq_no: SeqNo, fields: Vec<Vec<u8>>) -> Result<EventEnvelope, EventLogError> {
     let bad = |reason: String| EventLogError::Decode { seq_no, reason };
     if !fields.len().is_multiple_of(2) {
         return Err(bad("an odd number of field names and values".into()));
     }
-    let text = |name: &str, value: Vec<u8>| {
-        String::from_utf8(value).map_err(|_| bad(format!("field `{name}` is not UTF-8")))
-    };
-    let (mut id, mut source, mut event_type, mut time, mut spec) = (None, None, None, None, None);
-    let mut event = EventEnvelope::new("", "", Vec::new());
-    let mut pairs = fields.into_iter();
-    while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
-        let name = String::from_utf8(name).map_err(|_| bad("a field name is not UTF-8".into()))?;
-        match name.as_str() {
-            "data" => event.payload = value.into(),
-            "specversion" => spec = Some(text(&name, value)?),
-            "id" => id = Some(text(&name, value)?),
-            "source" => source = Some(text(&name, value)?),
-            "type" => event_type = Some(text(&name, value)?),
-            "time" => time = Some(text(&name, value)?),
-            "subject" => event.subject = Some(text(&name, value)?),
-            "datacontenttype" => event.content_type = Some(text(&name, value)?),
-            _ => {
-                let value = text(&name, value)?;
-                event.extensions.insert(name, value);
-            }
+    let mut pairs = fields.chunks_exact(2);
+    let payload = pairs
+        .clone()
+        .find(|pair| pair[0] == b"data")
+        .map(|pair| pair[1].clone())
+        .unwrap_or_default();
+    let mut reader = AttributeReader::new(seq_no, payload, None);
+    for pair in &mut pairs {
+        let name =
+            std::str::from_utf8(&pair[0]).map_err(|_| bad("a field name is not UTF-8".into()))?;
+        if name != "data" {
+            reader.set_bytes(name, pair[1].clone())?;
         }
     }
-    match spec.as_deref() {
-        Some(SPEC_VERSION) => {}
-        Some(other) => return Err(bad(format!("specversion `{other}` is not {SPEC_VERSION}"))),
-        None => return Err(bad("no `specversion` field".into())),
-    }
-    let missing = |field: &str| bad(format!("no `{field}` field"));
-    event.id = id.ok_or_else(|| missing("id"))?;
-    event.source = source.ok_or_else(|| missing("source"))?;
-    event.event_type = event_type.ok_or_else(|| missing("type"))?;
-    let time = time.ok_or_else(|| missing("time"))?;
-    event.time = DateTime::parse_from_rfc3339(&time)
-        .map_err(|e| bad(format!("time `{time}`: {e}")))?
-        .with_timezone(&Utc);
-    Ok(event.with_seq_no(seq_no))
+    reader.finish()
 }
 
 /// The sequence number of the entry id `0-<n>`.

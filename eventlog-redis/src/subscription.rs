@@ -9,20 +9,18 @@
 use crate::codec;
 use crate::error::is_unavailable;
 use crate::log::Inner;
-use eventlog_core::{EventEnvelope, EventStream, Result, SeqNo};
+use eventlog_core::{Backoff, EventEnvelope, EventStream, Result, SeqNo};
 use futures::stream;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The one member of each consumer group: one consumer name is one reader,
 /// and a restarted reader must find its predecessor's pending entries.
 pub(crate) const MEMBER: &str = "eventlog";
 /// Entries per read.
 const BATCH: usize = 256;
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The client name of subscription connections on `log`, so `CLIENT LIST`
 /// shows what each holds.
@@ -96,13 +94,13 @@ async fn connect(inner: &Inner) -> redis::RedisResult<MultiplexedConnection> {
 
 impl Subscription {
     async fn next(&mut self) -> Option<EventEnvelope> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::default();
         loop {
             if let Some(event) = self.buffer.pop_front() {
                 return Some(event);
             }
             match self.fill().await {
-                Ok(()) => backoff = Duration::from_millis(50),
+                Ok(()) => backoff.reset(),
                 Err(Failure::Fatal(reason)) => {
                     tracing::error!(log = %self.inner.config.log, consumer = %self.consumer, %reason, "subscription ended");
                     return None;
@@ -111,8 +109,7 @@ impl Subscription {
                     tracing::warn!(log = %self.inner.config.log, consumer = %self.consumer, %reason, "reconnecting");
                     self.conn = None;
                     self.phase = Phase::Pending("0".into());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait().await;
                 }
             }
         }
