@@ -68,6 +68,14 @@ impl InMemoryEventLog {
         (last > 0).then_some(last)
     }
 
+    fn push_one(&self, envelope: EventEnvelope) -> SeqNo {
+        let mut events = self.shared.events.write().expect("log lock poisoned");
+        let seq_no = events.len() as SeqNo + 1;
+        events.push(envelope.with_seq_no(seq_no));
+        self.shared.head.send_replace(seq_no);
+        seq_no
+    }
+
     fn push(&self, envelopes: Vec<EventEnvelope>) -> Vec<SeqNo> {
         let mut events = self.shared.events.write().expect("log lock poisoned");
         let first = events.len() as SeqNo + 1;
@@ -146,7 +154,7 @@ impl InMemoryEventLog {
 impl EventLog for InMemoryEventLog {
     async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo> {
         validate::envelope(&envelope, self.shared.max_payload)?;
-        Ok(self.push(vec![envelope])[0])
+        Ok(self.push_one(envelope))
     }
 
     async fn append_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<Vec<SeqNo>> {

@@ -18,14 +18,16 @@
 
 use eventlog_core::{AttributeReader, EventEnvelope, EventLogError, SeqNo, attributes};
 
-/// The fields of the entry for `event`, in order: the attributes, then `data`.
-pub(crate) fn encode(event: &EventEnvelope) -> Vec<(&str, Vec<u8>)> {
-    let mut fields: Vec<(&str, Vec<u8>)> = attributes(event)
-        .into_iter()
-        .map(|(name, value)| (name, value.into_owned().into_bytes()))
-        .collect();
-    fields.push(("data", event.payload.to_vec()));
-    fields
+/// `XADD key 0-* …` of the entry for `event`: the attributes, then `data`,
+/// written straight into the command (no intermediate copies).
+pub(crate) fn xadd(key: &str, event: &EventEnvelope) -> redis::Cmd {
+    let mut xadd = redis::cmd("XADD");
+    xadd.arg(key).arg("0-*");
+    for (name, value) in attributes(event) {
+        xadd.arg(name).arg(value.as_ref());
+    }
+    xadd.arg("data").arg(event.payload.as_ref());
+    xadd
 }
 
 /// The event stored in the entry `0-<seq_no>` with `fields` (name, value,
@@ -69,11 +71,14 @@ pub(crate) fn seq_of(entry_id: &str) -> Result<SeqNo, EventLogError> {
 mod tests {
     use super::*;
 
-    fn flat(fields: Vec<(&str, Vec<u8>)>) -> Vec<Vec<u8>> {
-        fields
-            .into_iter()
-            .flat_map(|(k, v)| [k.as_bytes().to_vec(), v])
-            .collect()
+    /// The field names and values of an `XADD key 0-* …`.
+    fn fields(event: &EventEnvelope) -> Vec<Vec<u8>> {
+        let cmd = xadd("k", event);
+        let args = cmd.args_iter().filter_map(|arg| match arg {
+            redis::Arg::Simple(bytes) => Some(bytes.to_vec()),
+            _ => None,
+        });
+        args.skip(3).collect()
     }
 
     #[test]
@@ -82,16 +87,20 @@ mod tests {
             .with_subject("sü")
             .with_content_type("a/b")
             .with_extension("ext1", "v");
-        assert_eq!(decode(9, flat(encode(&e))).unwrap(), e.with_seq_no(9));
+        assert_eq!(decode(9, fields(&e)).unwrap(), e.with_seq_no(9));
     }
 
     #[test]
     fn garbage_is_a_typed_error() {
         let e = EventEnvelope::new("/s", "t", &b""[..]);
-        let mut fields = encode(&e);
-        fields.retain(|(k, _)| *k != "id");
+        let without_id: Vec<Vec<u8>> = fields(&e)
+            .chunks(2)
+            .filter(|pair| pair[0] != b"id")
+            .flatten()
+            .cloned()
+            .collect();
         assert!(matches!(
-            decode(1, flat(fields)),
+            decode(1, without_id),
             Err(EventLogError::Decode { .. })
         ));
         for fields in [

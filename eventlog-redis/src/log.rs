@@ -195,11 +195,9 @@ async fn check_version(conn: &mut ConnectionManager, timeout: std::time::Duratio
 impl EventLog for RedisEventLog {
     async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo> {
         validate::envelope(&envelope, self.inner.config.max_payload)?;
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.inner.key)
-            .arg("0-*")
-            .arg(codec::encode(&envelope));
-        let id: String = self.query("append", cmd).await?;
+        let id: String = self
+            .query("append", codec::xadd(&self.inner.key, &envelope))
+            .await?;
         Ok(codec::seq_of(&id)?)
     }
 
@@ -212,10 +210,7 @@ impl EventLog for RedisEventLog {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for envelope in &envelopes {
-            pipe.cmd("XADD")
-                .arg(&self.inner.key)
-                .arg("0-*")
-                .arg(codec::encode(envelope));
+            pipe.add_command(codec::xadd(&self.inner.key, envelope));
         }
         let mut conn = self.inner.conn.clone();
         let ids: Vec<String> =

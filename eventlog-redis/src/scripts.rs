@@ -34,6 +34,16 @@ local function delivered(key, group)
   end
   return nil
 end
+-- Acknowledges every pending entry of the group up to the entry id `upto`.
+local function ack_up_to(key, group, upto)
+  while true do
+    local pending = redis.call('XPENDING', key, group, '-', upto, 1000)
+    if #pending == 0 then return end
+    local ids = {}
+    for i, p in ipairs(pending) do ids[i] = p[1] end
+    redis.call('XACK', key, group, unpack(ids))
+  end
+end
 local function position(key, group)
   local last = delivered(key, group)
   if last == nil then return nil end
@@ -49,6 +59,13 @@ pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{HELPERS}
 local key, group, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
+-- The common case first: n itself is pending, so it was delivered (n is in
+-- range and the group is past it); acknowledge it and what precedes it.
+local ok, own = pcall(redis.call, 'XPENDING', key, group, '0-' .. ARGV[2], '0-' .. ARGV[2], 1)
+if ok and #own == 1 then
+  ack_up_to(key, group, '0-' .. ARGV[2])
+  return {{1, n}}
+end
 local last = last_seq(key)
 if n < 1 or n > last then return {{0, last}} end
 local pos = position(key, group)
@@ -57,13 +74,7 @@ if pos == nil then
   return {{1, last}}
 end
 if n <= pos then return {{1, last}} end
-while true do
-  local pending = redis.call('XPENDING', key, group, '-', '0-' .. ARGV[2], 1000)
-  if #pending == 0 then break end
-  local ids = {{}}
-  for i, p in ipairs(pending) do ids[i] = p[1] end
-  redis.call('XACK', key, group, unpack(ids))
-end
+ack_up_to(key, group, '0-' .. ARGV[2])
 if delivered(key, group) < n then redis.call('XGROUP', 'SETID', key, group, '0-' .. ARGV[2]) end
 return {{1, last}}
 "#

@@ -38,8 +38,9 @@ mod copy;
 pub use connect::{SCHEMES, connect};
 pub use copy::{CopyReport, copy};
 pub use eventlog_core::{
-    BoxError, Capabilities, ConsumerState, EventEnvelope, EventLog, EventLogError, EventStream,
-    Result, SPEC_VERSION, Secret, SeekPosition, SeqNo, redact_url, validate,
+    AttributeReader, BoxError, Capabilities, ConsumerState, EventEnvelope, EventLog, EventLogError,
+    EventStream, Result, SPEC_VERSION, Secret, SeekPosition, SeqNo, attributes, redact_url,
+    validate,
 };
 
 /// The in-memory backend.

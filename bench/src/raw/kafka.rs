@@ -1,0 +1,137 @@
+//! Kafka: an idempotent `acks=all` producer awaiting delivery reports, a
+//! consumer assigned the partition, synchronous offset commits.
+
+use crate::target::Target;
+use anyhow::Result;
+use async_trait::async_trait;
+use eventlog::{EventEnvelope, attributes};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct RawKafka {
+    bootstrap: String,
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl RawKafka {
+    pub(crate) async fn open(bootstrap: &str, log: &str) -> Result<Self> {
+        let topic = format!("raw.{log}");
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()?;
+        admin
+            .create_topics(
+                [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await?;
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .create()?;
+        Ok(Self {
+            bootstrap: bootstrap.to_owned(),
+            topic,
+            producer,
+        })
+    }
+
+    fn record<'a>(&'a self, event: &'a EventEnvelope) -> FutureRecord<'a, (), [u8]> {
+        let pairs = attributes(event);
+        let headers = pairs.iter().fold(
+            OwnedHeaders::new_with_capacity(pairs.len()),
+            |h, (name, value)| {
+                h.insert(Header {
+                    key: &format!("ce_{name}"),
+                    value: Some(value.as_bytes()),
+                })
+            },
+        );
+        FutureRecord::to(&self.topic)
+            .payload(&event.payload[..])
+            .headers(headers)
+    }
+
+    fn consumer(&self, group: &str, offset: Offset) -> Result<Arc<StreamConsumer>> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&self.topic, 0, offset)?;
+        consumer.assign(&list)?;
+        Ok(Arc::new(consumer))
+    }
+}
+
+#[async_trait]
+impl Target for RawKafka {
+    async fn append(&self, event: EventEnvelope) -> Result<()> {
+        self.producer
+            .send(self.record(&event), TIMEOUT)
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok(())
+    }
+
+    async fn append_batch(&self, events: &[EventEnvelope]) -> Result<()> {
+        let deliveries: Vec<_> = events
+            .iter()
+            .map(|e| {
+                self.producer
+                    .send_result(self.record(e))
+                    .map_err(|(e, _)| e)
+            })
+            .collect::<Result<_, _>>()?;
+        for delivery in deliveries {
+            delivery.await?.map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    }
+
+    async fn consume(&self, consumer: &str, n: u64, ack_every: u64) -> Result<()> {
+        let reader = self.consumer(consumer, Offset::Beginning)?;
+        let mut read = 0;
+        while read < n {
+            let offset = rdkafka::Message::offset(&reader.recv().await?);
+            read += 1;
+            if ack_every > 0 && read % ack_every == 0 {
+                let mut list = TopicPartitionList::new();
+                list.add_partition_offset(&self.topic, 0, Offset::Offset(offset + 1))?;
+                let committer = reader.clone();
+                tokio::task::spawn_blocking(move || committer.commit(&list, CommitMode::Sync))
+                    .await??;
+            }
+        }
+        Ok(())
+    }
+
+    async fn arrivals(&self, consumer: &str) -> Result<mpsc::UnboundedReceiver<Instant>> {
+        let reader = self.consumer(consumer, Offset::End)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while reader.recv().await.is_ok() {
+                if tx.send(Instant::now()).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,320 @@
+//! The workloads, the same for the EventLog API and for each raw client.
+
+use crate::raw::{kafka::RawKafka, nats::RawNats, redis::RawRedis};
+use crate::report::{BackendReport, Figure, Latency};
+use crate::target::{Log, Target};
+use crate::{Backend, Scale};
+use anyhow::{Context, Result};
+use conformance::harness::{KAFKA, NATS, REDIS, SharedBroker};
+use conformance::support::unique;
+use eventlog::EventEnvelope;
+use hdrhistogram::Histogram;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Bytes of payload per event.
+const PAYLOAD: usize = 256;
+/// Concurrent writers.
+const WRITERS: usize = 8;
+/// Events per batch.
+const BATCH: usize = 100;
+
+/// How many events each workload moves.
+struct Counts {
+    single: usize,
+    concurrent: usize,
+    batch: usize,
+    replay: usize,
+    ack_each: usize,
+    ack_100: usize,
+    latency: usize,
+}
+
+fn counts(backend: Backend, scale: Scale) -> Counts {
+    match (scale, backend) {
+        (Scale::Smoke, _) => Counts {
+            single: 50,
+            concurrent: 80,
+            batch: 200,
+            replay: 500,
+            ack_each: 100,
+            ack_100: 200,
+            latency: 50,
+        },
+        (Scale::Full, Backend::Memory) => Counts {
+            single: 1_000_000,
+            concurrent: 1_000_000,
+            batch: 1_000_000,
+            replay: 1_000_000,
+            ack_each: 200_000,
+            ack_100: 1_000_000,
+            latency: 10_000,
+        },
+        (Scale::Full, _) => Counts {
+            single: 2_000,
+            concurrent: 10_000,
+            batch: 20_000,
+            replay: 100_000,
+            ack_each: 5_000,
+            ack_100: 20_000,
+            latency: 2_000,
+        },
+    }
+}
+
+fn events(n: usize) -> Vec<EventEnvelope> {
+    (0..n)
+        .map(|i| EventEnvelope::new("/bench", "bench.event", vec![(i % 251) as u8; PAYLOAD]))
+        .collect()
+}
+
+type Open = Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, Result<Arc<dyn Target>>> + Send + Sync,
+>;
+
+/// Every workload on one backend, through the EventLog API and, for a
+/// broker, through its raw client.
+pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport> {
+    let counts = counts(backend, scale);
+    let (ours, raw): (Open, Option<Open>) = match backend {
+        // A log of its own per workload, dropped after it: the process-wide
+        // `memory://` logs would keep every workload's events.
+        Backend::Memory => (
+            Arc::new(|_| {
+                Box::pin(async {
+                    Ok(
+                        Arc::new(Log(Arc::new(eventlog::memory::InMemoryEventLog::new())))
+                            as Arc<dyn Target>,
+                    )
+                })
+            }),
+            None,
+        ),
+        Backend::Redis => {
+            let url = SharedBroker::start(&REDIS).await?.url("redis");
+            let (u1, u2) = (url.clone(), url);
+            (
+                Arc::new(move |log| {
+                    let u = u1.clone();
+                    Box::pin(async move { log_target(format!("{u}/{log}")).await })
+                }),
+                Some(Arc::new(move |log| {
+                    let u = u2.clone();
+                    Box::pin(async move {
+                        Ok(Arc::new(RawRedis::open(&u, &log).await?) as Arc<dyn Target>)
+                    })
+                })),
+            )
+        }
+        Backend::Nats => {
+            let url = SharedBroker::start(&NATS).await?.url("nats");
+            let (u1, u2) = (url.clone(), url);
+            (
+                Arc::new(move |log| {
+                    let u = u1.clone();
+                    Box::pin(async move { log_target(format!("{u}/{log}")).await })
+                }),
+                Some(Arc::new(move |log| {
+                    let u = u2.clone();
+                    Box::pin(async move {
+                        Ok(Arc::new(RawNats::open(&u, &log).await?) as Arc<dyn Target>)
+                    })
+                })),
+            )
+        }
+        Backend::Kafka => {
+            let url = SharedBroker::start(&KAFKA).await?.url("kafka");
+            let bootstrap = url.trim_start_matches("kafka://").to_owned();
+            (
+                Arc::new(move |log| {
+                    let u = url.clone();
+                    Box::pin(async move { log_target(format!("{u}/{log}")).await })
+                }),
+                Some(Arc::new(move |log| {
+                    let b = bootstrap.clone();
+                    Box::pin(async move {
+                        Ok(Arc::new(RawKafka::open(&b, &log).await?) as Arc<dyn Target>)
+                    })
+                })),
+            )
+        }
+    };
+    let mut figures = Vec::new();
+    let mut latency = (Latency::default(), None);
+    for (name, workload) in WORKLOADS {
+        let ours_rate = workload(ours.clone(), &counts)
+            .await
+            .with_context(|| format!("{name} through EventLog"))?;
+        let raw_rate = match &raw {
+            Some(open) => Some(
+                workload(open.clone(), &counts)
+                    .await
+                    .with_context(|| format!("{name} through the raw client"))?,
+            ),
+            None => None,
+        };
+        eprintln!("   {name}: {ours_rate:.0}/s (raw {raw_rate:?})");
+        figures.push(Figure {
+            workload: name.to_owned(),
+            eventlog: ours_rate,
+            raw: raw_rate,
+        });
+    }
+    latency.0 = measure_latency(ours.clone(), counts.latency).await?;
+    if let Some(open) = &raw {
+        latency.1 = Some(measure_latency(open.clone(), counts.latency).await?);
+    }
+    Ok(BackendReport {
+        backend: format!("{backend:?}").to_lowercase(),
+        figures,
+        latency,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
+
+async fn log_target(url: String) -> Result<Arc<dyn Target>> {
+    Ok(Arc::new(Log(eventlog::connect(&url).await?)))
+}
+
+type Workload = for<'a> fn(Open, &'a Counts) -> futures::future::BoxFuture<'a, Result<f64>>;
+
+/// The throughput workloads, by name; each returns events per second.
+const WORKLOADS: [(&str, Workload); 6] = [
+    ("append, one at a time", |open, c| {
+        Box::pin(append_single(open, c.single))
+    }),
+    ("append, 8 concurrent writers", |open, c| {
+        Box::pin(append_concurrent(open, c.concurrent))
+    }),
+    ("append_batch of 100", |open, c| {
+        Box::pin(append_batches(open, c.batch))
+    }),
+    ("replay from the beginning", |open, c| {
+        Box::pin(consume(open, c.replay, 0))
+    }),
+    ("consume, ack each", |open, c| {
+        Box::pin(consume(open, c.ack_each, 1))
+    }),
+    ("consume, ack every 100th", |open, c| {
+        Box::pin(consume(open, c.ack_100, 100))
+    }),
+];
+
+fn rate(n: usize, started: Instant) -> f64 {
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A log whose client has connected and written once: connection set-up
+/// (metadata, producer ids) is not what the append workloads measure.
+async fn warm(open: Open, name: &str) -> Result<Arc<dyn Target>> {
+    let target = open(unique(name)).await?;
+    target.append(events(1).remove(0)).await?;
+    Ok(target)
+}
+
+async fn append_single(open: Open, n: usize) -> Result<f64> {
+    let target = warm(open, "single").await?;
+    let events = events(n);
+    let started = Instant::now();
+    for event in events {
+        target.append(event).await?;
+    }
+    Ok(rate(n, started))
+}
+
+async fn append_concurrent(open: Open, n: usize) -> Result<f64> {
+    let target = warm(open, "concurrent").await?;
+    let mut shares: Vec<Vec<EventEnvelope>> = (0..WRITERS)
+        .map(|_| Vec::with_capacity(n / WRITERS + 1))
+        .collect();
+    for (i, event) in events(n).into_iter().enumerate() {
+        shares[i % WRITERS].push(event);
+    }
+    let started = Instant::now();
+    let writers: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                for event in share {
+                    target.append(event).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    Ok(rate(n, started))
+}
+
+async fn append_batches(open: Open, n: usize) -> Result<f64> {
+    let target = warm(open, "batch").await?;
+    let events = events(n);
+    let started = Instant::now();
+    for chunk in events.chunks(BATCH) {
+        target.append_batch(chunk).await?;
+    }
+    Ok(rate(n, started))
+}
+
+/// Fills a log with `n` events, then reads them all as a new consumer.
+async fn consume(open: Open, n: usize, ack_every: u64) -> Result<f64> {
+    let target = open(unique("consume")).await?;
+    for chunk in events(n).chunks(1000) {
+        target.append_batch(chunk).await?;
+    }
+    let started = Instant::now();
+    target.consume("bench", n as u64, ack_every).await?;
+    Ok(rate(n, started))
+}
+
+/// From `append` to delivery to a subscriber that is already waiting.
+async fn measure_latency(open: Open, samples: usize) -> Result<Latency> {
+    let target = open(unique("latency")).await?;
+    let mut arrivals = target.arrivals("bench").await?;
+    let event = events(1).remove(0);
+    // Until one event arrives, the reader may not be reading yet.
+    loop {
+        target.append(event.clone()).await?;
+        if tokio::time::timeout(Duration::from_secs(2), arrivals.recv())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
+    while arrivals.try_recv().is_ok() {}
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for _ in 0..samples {
+        let next = event.clone().with_id(unique("l"));
+        let sent = Instant::now();
+        target.append(next).await?;
+        let arrived = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+            .await
+            .context("no delivery within 10 s")?
+            .context("the reader stopped")?;
+        histogram.record(arrived.duration_since(sent).as_micros() as u64)?;
+    }
+    Ok(Latency {
+        p50_us: histogram.value_at_quantile(0.5),
+        p99_us: histogram.value_at_quantile(0.99),
+        p999_us: histogram.value_at_quantile(0.999),
+    })
+}
+
+/// The process's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+            })
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
