@@ -10,7 +10,7 @@ use eventlog_core::{
     Capabilities, ConsumerState, EventEnvelope, EventLog, EventLogError, EventStream, Result,
     SeekPosition, SeqNo, validate, with_timeout,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,7 +42,7 @@ pub(crate) struct Inner {
     /// Per consumer, the reply subjects of messages delivered to this
     /// handle's subscriptions and not yet acknowledged: `ack` through them
     /// is one round trip.
-    pub(crate) replies: Mutex<HashMap<String, BTreeMap<SeqNo, Subject>>>,
+    pub(crate) replies: Mutex<HashMap<String, VecDeque<(SeqNo, Subject)>>>,
 }
 
 impl fmt::Debug for NatsEventLog {
@@ -220,9 +220,14 @@ impl NatsEventLog {
             .replies
             .lock()
             .expect("replies lock poisoned")
-            .get(consumer)?
-            .get(&seq_no)
-            .cloned()
+            .get(consumer)
+            .and_then(|replies| {
+                // Deliveries come in sequence order: the queue is sorted.
+                let at = replies
+                    .binary_search_by_key(&seq_no, |(seq, _)| *seq)
+                    .ok()?;
+                Some(replies[at].1.clone())
+            })
     }
 
     /// Forgets the replies of `consumer` up to `seq_no`: acknowledged now.
@@ -234,7 +239,9 @@ impl NatsEventLog {
             .expect("replies lock poisoned")
             .get_mut(consumer)
         {
-            *replies = replies.split_off(&(seq_no + 1));
+            while replies.front().is_some_and(|(seq, _)| *seq <= seq_no) {
+                replies.pop_front();
+            }
         }
     }
 }
@@ -242,12 +249,16 @@ impl NatsEventLog {
 impl Inner {
     /// Keeps the reply subject of a delivered message for a fast `ack`.
     pub(crate) fn remember_reply(&self, consumer: &str, seq_no: SeqNo, reply: Subject) {
-        let mut replies = self.replies.lock().expect("replies lock poisoned");
-        let replies = replies.entry(consumer.to_owned()).or_default();
+        let mut all = self.replies.lock().expect("replies lock poisoned");
+        // No allocation for the consumer's name on the hot path.
+        let replies = match all.get_mut(consumer) {
+            Some(replies) => replies,
+            None => all.entry(consumer.to_owned()).or_default(),
+        };
         if replies.len() >= MAX_REPLIES {
-            replies.pop_first();
+            replies.pop_front();
         }
-        replies.insert(seq_no, reply);
+        replies.push_back((seq_no, reply));
     }
 }
 

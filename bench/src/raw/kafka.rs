@@ -4,11 +4,12 @@
 use crate::target::Target;
 use anyhow::Result;
 use async_trait::async_trait;
-use eventlog::{EventEnvelope, attributes};
+use eventlog::{AttributeReader, EventEnvelope, attributes};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Headers;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -109,8 +110,10 @@ impl Target for RawKafka {
         let reader = self.consumer(consumer, Offset::Beginning)?;
         let mut read = 0;
         while read < n {
-            let offset = rdkafka::Message::offset(&reader.recv().await?);
+            let message = reader.recv().await?;
+            let offset = rdkafka::Message::offset(&message);
             read += 1;
+            decode(read, &message)?;
             if ack_every > 0 && read % ack_every == 0 {
                 let mut list = TopicPartitionList::new();
                 list.add_partition_offset(&self.topic, 0, Offset::Offset(offset + 1))?;
@@ -134,4 +137,16 @@ impl Target for RawKafka {
         });
         Ok(rx)
     }
+}
+
+/// What a CloudEvents reader does with each record: its `ce_` headers.
+fn decode(seq_no: u64, message: &impl rdkafka::Message) -> Result<EventEnvelope> {
+    let payload = message.payload().unwrap_or_default().to_vec();
+    let mut reader = AttributeReader::new(seq_no, payload, None);
+    for header in message.headers().into_iter().flat_map(|h| h.iter()) {
+        if let Some(attribute) = header.key.strip_prefix("ce_") {
+            reader.set_bytes(attribute, header.value.unwrap_or_default().to_vec())?;
+        }
+    }
+    Ok(reader.finish()?)
 }

@@ -5,7 +5,7 @@ use crate::target::Target;
 use anyhow::Result;
 use async_nats::jetstream::{self, consumer, stream};
 use async_trait::async_trait;
-use eventlog::{EventEnvelope, attributes};
+use eventlog::{AttributeReader, EventEnvelope, attributes};
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -95,6 +95,7 @@ impl Target for RawNats {
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|e| anyhow::anyhow!(e))?;
                 read += 1;
+                decode(read, &message)?;
                 if ack_every > 0 && read % ack_every == 0 {
                     message.double_ack().await.map_err(|e| anyhow::anyhow!(e))?;
                 }
@@ -119,4 +120,18 @@ impl Target for RawNats {
         });
         Ok(rx)
     }
+}
+
+/// What a CloudEvents reader does with each message: its `ce-` headers.
+fn decode(seq_no: u64, message: &jetstream::Message) -> Result<EventEnvelope> {
+    let mut reader = AttributeReader::new(seq_no, message.payload.clone(), None);
+    for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+        if let (Some(attribute), Some(value)) = (
+            AsRef::<str>::as_ref(name).strip_prefix("ce-"),
+            values.last(),
+        ) {
+            reader.set(attribute, value.as_str().to_owned())?;
+        }
+    }
+    Ok(reader.finish()?)
 }

@@ -3,7 +3,7 @@
 use crate::target::Target;
 use anyhow::Result;
 use async_trait::async_trait;
-use eventlog::{EventEnvelope, attributes};
+use eventlog::{AttributeReader, EventEnvelope, attributes};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -92,8 +92,9 @@ impl Target for RawRedis {
                 .arg(">")
                 .query_async(&mut conn)
                 .await?;
-            for (id, _) in reply.into_iter().flatten().flat_map(|(_, entries)| entries) {
+            for (id, fields) in reply.into_iter().flatten().flat_map(|(_, entries)| entries) {
                 read += 1;
+                decode(read, fields)?;
                 unacked.push(id);
                 if ack_every > 0 && read % ack_every == 0 {
                     redis::cmd("XACK")
@@ -144,4 +145,21 @@ impl Target for RawRedis {
         });
         Ok(rx)
     }
+}
+
+/// What a reader of the documented entry fields does with each entry.
+fn decode(seq_no: u64, fields: Vec<Vec<u8>>) -> Result<EventEnvelope> {
+    let mut pairs = fields.chunks_exact(2);
+    let payload = pairs
+        .clone()
+        .find(|p| p[0] == b"data")
+        .map(|p| p[1].clone())
+        .unwrap_or_default();
+    let mut reader = AttributeReader::new(seq_no, payload, None);
+    for pair in &mut pairs {
+        if pair[0] != b"data" {
+            reader.set_bytes(std::str::from_utf8(&pair[0])?, pair[1].clone())?;
+        }
+    }
+    Ok(reader.finish()?)
 }
