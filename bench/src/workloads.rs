@@ -104,54 +104,27 @@ pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport>
             }),
             None,
         ),
-        Backend::Redis => {
-            let url = SharedBroker::start(&REDIS).await?.url("redis");
-            let (u1, u2) = (url.clone(), url);
-            (
-                Arc::new(move |log| {
-                    let u = u1.clone();
-                    Box::pin(async move { log_target(format!("{u}/{log}")).await })
-                }),
-                Some(Arc::new(move |log| {
-                    let u = u2.clone();
-                    Box::pin(async move {
-                        Ok(Arc::new(RawRedis::open(&u, &log).await?) as Arc<dyn Target>)
-                    })
-                })),
+        Backend::Redis => on_broker(
+            SharedBroker::start(&REDIS).await?.url("redis"),
+            |url, log| {
+                Box::pin(async move {
+                    Ok(Arc::new(RawRedis::open(&url, &log).await?) as Arc<dyn Target>)
+                })
+            },
+        ),
+        Backend::Nats => on_broker(SharedBroker::start(&NATS).await?.url("nats"), |url, log| {
+            Box::pin(
+                async move { Ok(Arc::new(RawNats::open(&url, &log).await?) as Arc<dyn Target>) },
             )
-        }
-        Backend::Nats => {
-            let url = SharedBroker::start(&NATS).await?.url("nats");
-            let (u1, u2) = (url.clone(), url);
-            (
-                Arc::new(move |log| {
-                    let u = u1.clone();
-                    Box::pin(async move { log_target(format!("{u}/{log}")).await })
-                }),
-                Some(Arc::new(move |log| {
-                    let u = u2.clone();
-                    Box::pin(async move {
-                        Ok(Arc::new(RawNats::open(&u, &log).await?) as Arc<dyn Target>)
-                    })
-                })),
-            )
-        }
-        Backend::Kafka => {
-            let url = SharedBroker::start(&KAFKA).await?.url("kafka");
-            let bootstrap = url.trim_start_matches("kafka://").to_owned();
-            (
-                Arc::new(move |log| {
-                    let u = url.clone();
-                    Box::pin(async move { log_target(format!("{u}/{log}")).await })
-                }),
-                Some(Arc::new(move |log| {
-                    let b = bootstrap.clone();
-                    Box::pin(async move {
-                        Ok(Arc::new(RawKafka::open(&b, &log).await?) as Arc<dyn Target>)
-                    })
-                })),
-            )
-        }
+        }),
+        Backend::Kafka => on_broker(
+            SharedBroker::start(&KAFKA).await?.url("kafka"),
+            |url, log| {
+                Box::pin(async move {
+                    Ok(Arc::new(RawKafka::open(&url, &log).await?) as Arc<dyn Target>)
+                })
+            },
+        ),
     };
     let mut figures = Vec::new();
     let mut latency = (Latency::default(), None);
@@ -184,6 +157,21 @@ pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport>
         latency,
         peak_rss_kib: peak_rss_kib(),
     })
+}
+
+/// Opens a log of the raw client on the broker at a URL.
+type RawOpen = fn(String, String) -> futures::future::BoxFuture<'static, Result<Arc<dyn Target>>>;
+
+/// The EventLog opener and the raw client's, for the broker at `url`.
+fn on_broker(url: String, raw: RawOpen) -> (Open, Option<Open>) {
+    let ours = url.clone();
+    (
+        Arc::new(move |log| {
+            let url = format!("{ours}/{log}");
+            Box::pin(async move { log_target(url).await })
+        }),
+        Some(Arc::new(move |log| raw(url.clone(), log))),
+    )
 }
 
 async fn log_target(url: String) -> Result<Arc<dyn Target>> {

@@ -32,7 +32,7 @@ pub use attributes::{AttributeReader, attributes};
 pub use backoff::Backoff;
 pub use envelope::{EventEnvelope, SPEC_VERSION};
 pub use error::{BoxError, EventLogError, with_timeout};
-pub use log::{Capabilities, EventLog, EventStream};
+pub use log::{Capabilities, EventLog, EventSource, EventStream, into_stream};
 pub use position::{ConsumerState, SeekPosition, SeqNo};
 pub use secret::{Secret, redact_url};
 

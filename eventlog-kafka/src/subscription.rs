@@ -7,8 +7,7 @@
 use crate::codec;
 use crate::log::KafkaEventLog;
 use chrono::{DateTime, Utc};
-use eventlog_core::{Backoff, EventEnvelope, EventStream, SeqNo};
-use futures::stream;
+use eventlog_core::{Backoff, EventEnvelope, EventSource, EventStream, SeqNo, into_stream};
 use rdkafka::Message;
 use rdkafka::consumer::StreamConsumer;
 use std::collections::HashMap;
@@ -76,14 +75,11 @@ pub(crate) fn open(
         next,
         _live: live,
     };
-    Box::pin(stream::unfold(subscription, |mut s| async move {
-        let event = s.next().await?;
-        Some((event, s))
-    }))
+    into_stream(subscription)
 }
 
-impl Subscription {
-    async fn next(&mut self) -> Option<EventEnvelope> {
+impl EventSource for Subscription {
+    async fn next_event(&mut self) -> Option<EventEnvelope> {
         let mut backoff = Backoff::default();
         loop {
             let message = match self.reader.recv().await {

@@ -2,10 +2,9 @@
 
 use async_trait::async_trait;
 use eventlog_core::{
-    Capabilities, ConsumerState, EventEnvelope, EventLog, EventStream, Result, SeekPosition, SeqNo,
-    validate,
+    Capabilities, ConsumerState, EventEnvelope, EventLog, EventSource, EventStream, Result,
+    SeekPosition, SeqNo, into_stream, validate,
 };
-use futures::stream;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
@@ -113,40 +112,46 @@ impl InMemoryEventLog {
     }
 
     fn stream_from(&self, next: SeqNo) -> EventStream {
-        struct State {
-            shared: Arc<Shared>,
-            head: watch::Receiver<SeqNo>,
-            next: SeqNo,
-            buffer: VecDeque<EventEnvelope>,
-        }
-        let state = State {
+        into_stream(Reader {
             head: self.shared.head.subscribe(),
             shared: self.shared.clone(),
             next,
             buffer: VecDeque::new(),
-        };
-        Box::pin(stream::unfold(state, |mut s| async move {
-            loop {
-                if let Some(event) = s.buffer.pop_front() {
-                    s.next += 1;
-                    return Some((event, s));
-                }
-                // Mark the current head seen before reading, so an append
-                // after the read wakes `changed` below: no lost wake-up.
-                s.head.borrow_and_update();
-                {
-                    let events = s.shared.events.read().expect("log lock poisoned");
-                    let from = (s.next - 1) as usize;
-                    let to = events.len().min(from + READ_BATCH);
-                    if from < to {
-                        s.buffer.extend(events[from..to].iter().cloned());
-                        continue;
-                    }
-                }
-                // The sender lives in `shared`, which this stream holds.
-                s.head.changed().await.ok()?;
+        })
+    }
+}
+
+/// A subscription: copies stored events out in batches, then waits on the
+/// head for more.
+struct Reader {
+    shared: Arc<Shared>,
+    head: watch::Receiver<SeqNo>,
+    next: SeqNo,
+    buffer: VecDeque<EventEnvelope>,
+}
+
+impl EventSource for Reader {
+    async fn next_event(&mut self) -> Option<EventEnvelope> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.next += 1;
+                return Some(event);
             }
-        }))
+            // Mark the current head seen before reading, so an append after
+            // the read wakes `changed` below: no lost wake-up.
+            self.head.borrow_and_update();
+            {
+                let events = self.shared.events.read().expect("log lock poisoned");
+                let from = (self.next - 1) as usize;
+                let to = events.len().min(from + READ_BATCH);
+                if from < to {
+                    self.buffer.extend(events[from..to].iter().cloned());
+                    continue;
+                }
+            }
+            // The sender lives in `shared`, which this reader holds.
+            self.head.changed().await.ok()?;
+        }
     }
 }
 

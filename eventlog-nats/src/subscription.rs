@@ -13,8 +13,8 @@ use crate::log::NatsEventLog;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::consumer::pull::Batch;
 use chrono::{DateTime, Utc};
-use eventlog_core::{Backoff, EventEnvelope, EventStream, SeqNo};
-use futures::{StreamExt, stream};
+use eventlog_core::{Backoff, EventEnvelope, EventSource, EventStream, SeqNo, into_stream};
+use futures::StreamExt;
 
 /// Messages per pull request.
 const BATCH: usize = 512;
@@ -46,14 +46,11 @@ pub(crate) fn open(
         dirty: false,
         last,
     };
-    Box::pin(stream::unfold(subscription, |mut s| async move {
-        let event = s.next().await?;
-        Some((event, s))
-    }))
+    into_stream(subscription)
 }
 
-impl Subscription {
-    async fn next(&mut self) -> Option<EventEnvelope> {
+impl EventSource for Subscription {
+    async fn next_event(&mut self) -> Option<EventEnvelope> {
         let mut backoff = Backoff::default();
         loop {
             match self.poll_once().await {
@@ -72,7 +69,9 @@ impl Subscription {
             }
         }
     }
+}
 
+impl Subscription {
     /// The next new event, or `None` when a pull request ended without one.
     async fn poll_once(&mut self) -> Result<Option<EventEnvelope>, Failure> {
         let config = self.log.config();

@@ -9,8 +9,7 @@
 use crate::codec;
 use crate::error::is_unavailable;
 use crate::log::Inner;
-use eventlog_core::{Backoff, EventEnvelope, EventStream, Result, SeqNo};
-use futures::stream;
+use eventlog_core::{Backoff, EventEnvelope, EventSource, EventStream, Result, SeqNo, into_stream};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use std::collections::VecDeque;
@@ -68,10 +67,7 @@ pub(crate) async fn open(inner: Arc<Inner>, consumer: String) -> Result<EventStr
         buffer: VecDeque::new(),
         last: 0,
     };
-    Ok(Box::pin(stream::unfold(subscription, |mut s| async move {
-        let event = s.next().await?;
-        Some((event, s))
-    })))
+    Ok(into_stream(subscription))
 }
 
 /// A connection of the subscription's own: its blocking reads would stall
@@ -92,8 +88,8 @@ async fn connect(inner: &Inner) -> redis::RedisResult<MultiplexedConnection> {
     Ok(conn)
 }
 
-impl Subscription {
-    async fn next(&mut self) -> Option<EventEnvelope> {
+impl EventSource for Subscription {
+    async fn next_event(&mut self) -> Option<EventEnvelope> {
         let mut backoff = Backoff::default();
         loop {
             if let Some(event) = self.buffer.pop_front() {
@@ -114,7 +110,9 @@ impl Subscription {
             }
         }
     }
+}
 
+impl Subscription {
     /// One read into the buffer (which may stay empty: a blocking read that
     /// timed out, or the end of the pending entries).
     async fn fill(&mut self) -> Result<(), Failure> {

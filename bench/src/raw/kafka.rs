@@ -27,7 +27,9 @@ pub(crate) struct RawKafka {
 }
 
 impl RawKafka {
-    pub(crate) async fn open(bootstrap: &str, log: &str) -> Result<Self> {
+    /// A topic for `log` on the broker at `url` (`kafka://host:port`).
+    pub(crate) async fn open(url: &str, log: &str) -> Result<Self> {
+        let bootstrap = url.trim_start_matches("kafka://");
         let topic = format!("raw.{log}");
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
