@@ -42,6 +42,7 @@ local function ack_up_to(key, group, upto)
     local ids = {}
     for i, p in ipairs(pending) do ids[i] = p[1] end
     redis.call('XACK', key, group, unpack(ids))
+    if #pending < 1000 then return end
   end
 end
 local function position(key, group)
@@ -59,11 +60,13 @@ pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{HELPERS}
 local key, group, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
--- The common case first: n itself is pending, so it was delivered (n is in
--- range and the group is past it); acknowledge it and what precedes it.
-local ok, own = pcall(redis.call, 'XPENDING', key, group, '0-' .. ARGV[2], '0-' .. ARGV[2], 1)
-if ok and #own == 1 then
-  ack_up_to(key, group, '0-' .. ARGV[2])
+-- The common case first, in one XPENDING and one XACK: n itself is pending,
+-- so it was delivered (n is in range and the group is past it).
+local ok, pending = pcall(redis.call, 'XPENDING', key, group, '-', '0-' .. ARGV[2], 1000)
+if ok and #pending > 0 and #pending < 1000 and pending[#pending][1] == '0-' .. ARGV[2] then
+  local ids = {{}}
+  for i, p in ipairs(pending) do ids[i] = p[1] end
+  redis.call('XACK', key, group, unpack(ids))
   return {{1, n}}
 end
 local last = last_seq(key)
