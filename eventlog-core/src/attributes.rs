@@ -132,10 +132,8 @@ mod tests {
         assert_eq!(reader.finish().unwrap(), event.with_seq_no(7));
     }
 
-    #[test]
-    fn missing_or_broken_attributes_are_decode_errors() {
-        let stored_at = Utc::now();
-        let mut reader = AttributeReader::new(1, Bytes::new(), Some(stored_at));
+    /// Every required attribute but `time`.
+    fn set_required(reader: &mut AttributeReader) {
         for (name, value) in [
             ("specversion", "1.0"),
             ("id", "i"),
@@ -144,6 +142,13 @@ mod tests {
         ] {
             reader.set(name, value.into()).unwrap();
         }
+    }
+
+    #[test]
+    fn missing_or_broken_attributes_are_decode_errors() {
+        let stored_at = Utc::now();
+        let mut reader = AttributeReader::new(1, Bytes::new(), Some(stored_at));
+        set_required(&mut reader);
         assert_eq!(
             reader.finish().unwrap().time,
             stored_at,
@@ -151,14 +156,7 @@ mod tests {
         );
 
         let mut reader = AttributeReader::new(1, Bytes::new(), None);
-        for (name, value) in [
-            ("specversion", "1.0"),
-            ("id", "i"),
-            ("source", "s"),
-            ("type", "t"),
-        ] {
-            reader.set(name, value.into()).unwrap();
-        }
+        set_required(&mut reader);
         assert!(
             matches!(reader.finish(), Err(EventLogError::Decode { .. })),
             "no time and no stored time"

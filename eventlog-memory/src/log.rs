@@ -99,16 +99,22 @@ impl InMemoryEventLog {
         }
     }
 
-    /// Moves `consumer` to `position` and returns its next sequence number.
-    fn seek_now(&self, consumer: &str, position: SeekPosition) -> SeqNo {
+    /// Replaces `consumer`'s next sequence number (1 for a new consumer)
+    /// with `update(next)`, and returns it.
+    fn move_consumer(&self, consumer: &str, update: impl FnOnce(SeqNo) -> SeqNo) -> SeqNo {
         let mut consumers = self
             .shared
             .consumers
             .lock()
             .expect("consumer lock poisoned");
         let next = consumers.entry(consumer.to_owned()).or_insert(1);
-        *next = self.resolve(position, *next);
+        *next = update(*next);
         *next
+    }
+
+    /// Moves `consumer` to `position` and returns its next sequence number.
+    fn seek_now(&self, consumer: &str, position: SeekPosition) -> SeqNo {
+        self.move_consumer(consumer, |next| self.resolve(position, next))
     }
 
     fn stream_from(&self, next: SeqNo) -> EventStream {
@@ -176,13 +182,7 @@ impl EventLog for InMemoryEventLog {
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<()> {
         validate::consumer_name(consumer)?;
         validate::ack(consumer, seq_no, self.last())?;
-        let mut consumers = self
-            .shared
-            .consumers
-            .lock()
-            .expect("consumer lock poisoned");
-        let next = consumers.entry(consumer.to_owned()).or_insert(1);
-        *next = (*next).max(seq_no + 1);
+        self.move_consumer(consumer, |next| next.max(seq_no + 1));
         Ok(())
     }
 

@@ -29,12 +29,13 @@ struct Balances {
 }
 
 /// Reads the consumer group `projector` and applies each event once,
-/// acknowledging it after. With `crash_after`, it stops dead right after
-/// applying that many events, before acknowledging the last one: the worst
-/// moment to be killed.
+/// acknowledging it after, and returns once it acknowledged `last`. With
+/// `crash_after`, it stops dead right after applying that many events,
+/// before acknowledging the last one: the worst moment to be killed.
 async fn project(
     log: Arc<dyn EventLog>,
     model: Arc<Mutex<Balances>>,
+    last: SeqNo,
     crash_after: Option<(usize, Arc<Notify>)>,
 ) -> anyhow::Result<()> {
     let mut events = log
@@ -62,8 +63,11 @@ async fn project(
             std::future::pending::<()>().await;
         }
         log.ack("projector", seq).await?;
+        if seq >= last {
+            return Ok(());
+        }
     }
-    Ok(())
+    anyhow::bail!("the subscription ended before event {last}")
 }
 
 #[tokio::main]
@@ -96,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let worker = tokio::spawn(project(
         log.clone(),
         model.clone(),
+        last,
         Some((EVENTS / 2, crashed.clone())),
     ));
     crashed.notified().await;
@@ -107,15 +112,7 @@ async fn main() -> anyhow::Result<()> {
 
     // A new process: a new connection, the same consumer group and store.
     let log = eventlog::connect(&url).await?;
-    let worker = tokio::spawn(project(log.clone(), model.clone(), None));
-    loop {
-        let state = log.consumer_state("projector").await?;
-        if state.last_acknowledged >= Some(last) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    worker.abort();
+    project(log, model.clone(), last, None).await?;
 
     let model = model.lock().expect("model lock");
     println!("balances: {:?}", model.by_account);
