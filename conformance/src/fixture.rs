@@ -41,6 +41,10 @@ pub trait Broker: Send + Sync {
     /// format's documentation says (C28).
     async fn raw_publish(&self, log: &str, event: &EventEnvelope) -> Result<()>;
 
+    /// Deletes `log` (its stream, topic or key) with the plain client, under
+    /// whatever subscriptions are live.
+    async fn raw_delete(&self, log: &str) -> Result<()>;
+
     /// A broker of the test's own that it may stop and start (C25, C26).
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>>;
 }
@@ -57,4 +61,11 @@ pub trait FaultyBroker: Send + Sync {
     /// Starts the stopped broker again, at the same address, and returns once
     /// it answers.
     async fn start(&self) -> Result<()>;
+
+    /// Freezes the broker (`docker pause`): connections stay open and
+    /// nothing answers.
+    async fn pause(&self) -> Result<()>;
+
+    /// Thaws the paused broker.
+    async fn unpause(&self) -> Result<()>;
 }

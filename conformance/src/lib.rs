@@ -18,6 +18,8 @@ pub mod clauses;
 mod fixture;
 pub mod harness;
 mod macros;
+pub mod reliability;
+pub mod security;
 pub mod support;
 
 pub use fixture::{Broker, FaultyBroker, Fixture};

@@ -5,8 +5,13 @@
 /// evaluated inside the test's runtime; `.await` is allowed).
 ///
 /// * `contract_tests!(embedded: fixture)` for a log with no broker: every
-///   clause but C23, C25, C26 and C28, which need one.
-/// * `contract_tests!(broker: fixture)` for a broker backend: every clause.
+///   clause but C23, C25, C26 and C28, which need one, and R03 of
+///   [`reliability`](crate::reliability).
+/// * `contract_tests!(broker: fixture)` for a broker backend: every clause
+///   and the checks of [`reliability`](crate::reliability) but R02.
+/// * `contract_tests!(deletion: fixture)`: R02, a log deleted under a live
+///   subscription, for a broker whose test build survives that (tansu 0.6
+///   crashes librdkafka there; `docs/kafka-test-broker.md`).
 ///
 /// ```text
 /// conformance::contract_tests!(broker: RedisFixture::shared().await?);
@@ -14,7 +19,7 @@
 #[macro_export]
 macro_rules! contract_tests {
     (embedded: $fixture:expr) => {
-        $crate::contract_tests!(@tests $fixture;
+        $crate::__tests!(clauses, $fixture;
             c01_append_numbers_from_one,
             c02_concurrent_appends_are_dense_and_ordered,
             c03_last_seq_no_follows_every_handle,
@@ -41,22 +46,64 @@ macro_rules! contract_tests {
             c27_unacknowledged_events_come_again,
             c29_append_batch_is_ordered_and_all_or_nothing,
         );
+        $crate::__tests!(reliability, $fixture;
+            r03_every_refusal_leaves_the_log_as_it_was,
+        );
     };
     (broker: $fixture:expr) => {
         $crate::contract_tests!(embedded: $fixture);
-        $crate::contract_tests!(@tests $fixture;
+        $crate::__tests!(clauses, $fixture;
             c23_positions_are_broker_consumer_groups,
             c25_subscriptions_survive_a_broker_restart,
             c26_append_fails_fast_while_the_broker_is_down,
             c28_wire_format_is_the_documented_one,
         );
+        $crate::__tests!(reliability, $fixture;
+            r01_a_paused_broker_gives_timeouts_then_recovers,
+        );
     };
-    (@tests $fixture:expr; $($clause:ident),* $(,)?) => {
+    (deletion: $fixture:expr) => {
+        $crate::__tests!(reliability, $fixture;
+            r02_a_deleted_log_ends_live_subscriptions,
+        );
+    };
+}
+
+/// Emits one `#[tokio::test]` per check of [`security`](crate::security)
+/// against the [`Secured`](crate::security::Secured) fixture `$fixture`.
+///
+/// * `security_tests!(tls: fixture)`: a broker with TLS and authentication.
+/// * `security_tests!(no_tls: fixture)`: a test broker with authentication
+///   only; the TLS checks are not generated (the backend's docs say why).
+#[macro_export]
+macro_rules! security_tests {
+    (tls: $fixture:expr) => {
+        $crate::security_tests!(no_tls: $fixture);
+        $crate::__tests!(security, $fixture;
+            s04_plain_text_to_a_tls_endpoint_fails_cleanly,
+            s05_an_untrusted_certificate_is_refused,
+        );
+    };
+    (no_tls: $fixture:expr) => {
+        $crate::__tests!(security, $fixture;
+            s01_tls_and_credentials_grant_access,
+            s02_a_wrong_password_is_refused,
+            s03_missing_credentials_are_refused,
+            s06_secrets_never_leak,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per function of `$module` named in the list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tests {
+    ($module:ident, $fixture:expr; $($check:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $clause() -> $crate::__anyhow::Result<()> {
+            async fn $check() -> $crate::__anyhow::Result<()> {
                 let fixture = $fixture;
-                $crate::clauses::$clause(&fixture).await
+                $crate::$module::$check(&fixture).await
             }
         )*
     };

@@ -118,6 +118,11 @@ impl AttributeReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate;
+    use proptest::collection::{btree_map, vec};
+    use proptest::option;
+    use proptest::prelude::*;
+    use proptest::sample::{Index, select};
 
     #[test]
     fn attributes_read_back_into_the_same_event() {
@@ -166,5 +171,146 @@ mod tests {
         assert!(reader.set_bytes("id", vec![0xff]).is_err());
         reader.set("specversion", "0.3".into()).unwrap();
         assert!(matches!(reader.finish(), Err(EventLogError::Decode { .. })));
+    }
+
+    /// Text a valid envelope may hold: anything but control characters, with
+    /// spaces and printable ASCII (`%`, `"`) frequent so edge cases come up.
+    const TEXT: &str = "( |[!-~]|[^\\p{Cc}]){0,16}";
+    /// The attributes the reader knows, and an extension.
+    const NAMES: &[&str] = &[
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "datacontenttype",
+        "ext1",
+    ];
+
+    /// Times RFC 3339 can write (years 0000 to 9999), in whole seconds,
+    /// milliseconds, microseconds or nanoseconds. `attributes` writes other
+    /// years as `+10000-…` or `-0001-…`, which no reader takes back.
+    fn time() -> impl Strategy<Value = DateTime<Utc>> {
+        let units: &[u32] = &[1_000_000_000, 1_000_000, 1_000, 1];
+        (
+            -62_167_219_200..=253_402_300_799i64,
+            0..1_000_000_000u32,
+            select(units),
+        )
+            .prop_map(|(secs, nanos, unit)| {
+                DateTime::from_timestamp(secs, nanos - nanos % unit).expect("in range")
+            })
+    }
+
+    /// Envelopes that `validate::envelope` accepts.
+    fn envelope() -> impl Strategy<Value = EventEnvelope> {
+        let required = "( |[!-~]|[^\\p{Cc}]){1,16}";
+        let extensions = btree_map("[a-z0-9]{1,20}", TEXT, 0..4);
+        let payload = vec(any::<u8>(), 0..64);
+        let optional = (option::of(TEXT), option::of(TEXT));
+        ([required; 3], optional, extensions, payload, time())
+            .prop_map(
+                |([id, source, ty], (subject, content_type), ext, payload, time)| {
+                    let mut e = EventEnvelope::new(source, ty, payload)
+                        .with_id(id)
+                        .with_time(time);
+                    (e.subject, e.content_type, e.extensions) = (subject, content_type, ext);
+                    e
+                },
+            )
+            .prop_filter("valid", |e| validate::envelope(e, usize::MAX).is_ok())
+    }
+
+    /// Values as a broker may hand them over: valid ones, and any bytes.
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"1.0".to_vec()),
+            time().prop_map(|t| t.to_rfc3339().into_bytes()),
+            TEXT.prop_map(String::into_bytes),
+            vec(any::<u8>(), 0..32),
+        ]
+    }
+
+    /// `Ok`, or a `Decode` error for `seq_no`.
+    fn ok_or_decode<T>(result: &Result<T, EventLogError>, seq_no: SeqNo) -> bool {
+        match result {
+            Ok(_) => true,
+            Err(EventLogError::Decode { seq_no: at, .. }) => *at == seq_no,
+            Err(_) => false,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_envelope_reads_back_from_its_attributes_in_any_order(
+            (event, order) in envelope().prop_flat_map(|e| {
+                let order: Vec<usize> = (0..attributes(&e).len()).collect();
+                (Just(e), Just(order).prop_shuffle())
+            }),
+            seq_no in 1..SeqNo::MAX,
+            stored_at in option::of(time()),
+        ) {
+            let pairs = attributes(&event);
+            let mut reader = AttributeReader::new(seq_no, event.payload.clone(), stored_at);
+            for i in order {
+                reader.set(pairs[i].0, pairs[i].1.clone().into_owned()).unwrap();
+            }
+            prop_assert_eq!(reader.finish().unwrap(), event.with_seq_no(seq_no));
+        }
+
+        #[test]
+        fn arbitrary_attributes_are_read_or_a_decode_error(
+            pairs in vec((prop_oneof![select(NAMES).prop_map(String::from), any::<String>()], value()), 0..12),
+            seq_no: SeqNo,
+            stored_at in option::of(time()),
+        ) {
+            let mut reader = AttributeReader::new(seq_no, Bytes::new(), stored_at);
+            for (name, value) in pairs {
+                let set = reader.set_bytes(&name, value);
+                prop_assert!(ok_or_decode(&set, seq_no), "{name}: {set:?}");
+            }
+            let finished = reader.finish();
+            prop_assert!(ok_or_decode(&finished, seq_no), "{finished:?}");
+        }
+
+        #[test]
+        fn time_like_text_is_a_time_or_a_decode_error(
+            text in "[+-]?[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,12})?([Zz]|[+-][0-9]{2}:?[0-9]{2})?",
+        ) {
+            let mut reader = AttributeReader::new(1, Bytes::new(), None);
+            let set = reader.set("time", text);
+            prop_assert!(ok_or_decode(&set, 1), "{set:?}");
+        }
+
+        #[test]
+        fn a_dropped_or_replaced_attribute_is_read_or_a_decode_error(
+            event in envelope(),
+            at: Index,
+            replacement in option::of(value()),
+            stored_at in option::of(time()),
+        ) {
+            let mut pairs: Vec<(&str, Vec<u8>)> = attributes(&event)
+                .into_iter()
+                .map(|(name, value)| (name, value.into_owned().into_bytes()))
+                .collect();
+            let at = at.index(pairs.len());
+            let (name, dropped) = (pairs[at].0, replacement.is_none());
+            match replacement {
+                Some(value) => pairs[at].1 = value,
+                None => drop(pairs.remove(at)),
+            }
+            let mut reader = AttributeReader::new(3, event.payload.clone(), stored_at);
+            let read = pairs
+                .into_iter()
+                .try_for_each(|(name, value)| reader.set_bytes(name, value))
+                .and_then(|()| reader.finish());
+            prop_assert!(ok_or_decode(&read, 3), "{read:?}");
+            let required = ["specversion", "id", "source", "type"].contains(&name)
+                || (name == "time" && stored_at.is_none());
+            if required && dropped {
+                prop_assert!(read.is_err(), "without `{name}`: {read:?}");
+            }
+        }
     }
 }

@@ -12,8 +12,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// Methods return `anyhow::Error`; reach this type with
 /// `err.downcast_ref::<EventLogError>()`. Messages never contain credentials.
-/// A broker client's error is the `source` of `Unavailable` and `Backend`,
-/// not part of their message: print the chain (`{:#}` on `anyhow::Error`)
+/// A broker client's error is the `source` of `Unavailable`, `Unauthorized`
+/// and `Backend`, not part of their message: print the chain (`{:#}` on `anyhow::Error`)
 /// to see it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -78,6 +78,18 @@ pub enum EventLogError {
     /// The broker could not be reached.
     #[error("{backend} broker unavailable")]
     Unavailable {
+        /// The backend, such as `redis`.
+        backend: &'static str,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The broker refused the credentials, or the user lacks a permission
+    /// the log needs. Not retryable: the configuration must change.
+    #[error(
+        "{backend} broker refused access: wrong or missing credentials, or missing permissions"
+    )]
+    Unauthorized {
         /// The backend, such as `redis`.
         backend: &'static str,
         /// The client's error.

@@ -4,6 +4,7 @@
 //! exactly the same [`EventLogError`] variants.
 
 use crate::{EventEnvelope, EventLogError, SeekPosition, SeqNo};
+use chrono::Datelike;
 
 /// The longest consumer name.
 pub const MAX_CONSUMER_NAME: usize = 64;
@@ -64,6 +65,15 @@ pub fn log_name(name: &str) -> Result<(), EventLogError> {
     }
 }
 
+/// The first control character of `value`. Printable ASCII, the common
+/// case, is checked byte by byte without decoding characters.
+fn control_char(value: &str) -> Option<char> {
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return None;
+    }
+    value.chars().find(|c| c.is_control())
+}
+
 /// Keeps error messages readable when a caller passes a huge name.
 fn shorten(name: &str) -> String {
     const KEEP: usize = 80;
@@ -101,8 +111,10 @@ pub fn ack(consumer: &str, seq_no: SeqNo, last: Option<SeqNo>) -> Result<(), Eve
 /// An envelope a log accepts with a payload limit of `max_payload` bytes:
 /// non-empty `id`, `source` and `type`; no control characters in any string
 /// attribute (CloudEvents forbids them, and they would break header-based wire
-/// formats); extension names of lowercase a-z and 0-9, at most 20 long, none
-/// of them a reserved attribute name.
+/// formats); a `datacontenttype` without leading or trailing whitespace; a
+/// `time` in the years 0000 to 9999 (what RFC 3339 writes); extension names
+/// of lowercase a-z and 0-9, at most 20 long, none of them a reserved
+/// attribute name.
 pub fn envelope(envelope: &EventEnvelope, max_payload: usize) -> Result<(), EventLogError> {
     let invalid = |reason: String| Err(EventLogError::InvalidEnvelope { reason });
     for (attribute, value) in [
@@ -126,13 +138,27 @@ pub fn envelope(envelope: &EventEnvelope, max_payload: usize) -> Result<(), Even
         .iter()
         .map(|(k, v)| (k.as_str(), Some(v)));
     for (attribute, value) in strings.into_iter().chain(extensions) {
-        if let Some(c) = value.and_then(|v| v.chars().find(|c| c.is_control())) {
+        if let Some(c) = value.and_then(|v| control_char(v)) {
             return invalid(format!(
                 "attribute `{}` contains the control character {:?}",
                 shorten(attribute),
                 c
             ));
         }
+    }
+    if let Some(content_type) = &envelope.content_type
+        && content_type.trim() != content_type
+    {
+        // No media type has it, and header-based wire formats trim it.
+        return invalid(format!(
+            "`datacontenttype` {content_type:?} starts or ends with whitespace"
+        ));
+    }
+    if !(0..=9999).contains(&envelope.time.year()) {
+        return invalid(format!(
+            "`time` {} is outside the years 0000 to 9999 that RFC 3339 can write",
+            envelope.time
+        ));
     }
     for name in envelope.extensions.keys() {
         if name.is_empty() {
@@ -262,6 +288,11 @@ mod tests {
             ok_event().with_extension("source", "v"),
             ok_event().with_subject("line\nbreak"),
             ok_event().with_extension("ext", "nul\0"),
+            ok_event().with_subject("c1 control \u{85}"),
+            ok_event().with_content_type(" text/plain"),
+            ok_event().with_content_type("text/plain "),
+            ok_event().with_time(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+            ok_event().with_time(chrono::DateTime::<chrono::Utc>::MIN_UTC),
         ];
         for e in cases {
             let err = envelope(&e, 1).unwrap_err();

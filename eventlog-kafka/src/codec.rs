@@ -37,9 +37,7 @@ pub(crate) fn decode(
     timestamp: DateTime<Utc>,
 ) -> Result<EventEnvelope, EventLogError> {
     let mut reader = AttributeReader::new(seq_no, payload.to_vec(), Some(timestamp));
-    for header in headers.into_iter().flat_map(|h| h.iter()) {
-        let name = header.key.to_ascii_lowercase();
-        let value = header.value.unwrap_or_default().to_vec();
+    for (name, value) in read_headers(seq_no, headers)? {
         if name == CONTENT_TYPE {
             reader.set_bytes("datacontenttype", value)?;
         } else if let Some(attribute) = name.strip_prefix(PREFIX) {
@@ -49,9 +47,39 @@ pub(crate) fn decode(
     reader.finish()
 }
 
+/// The record's headers as (lower-case name, value). rdkafka 0.39 panics on
+/// a header name that is not UTF-8, which another producer may write; that
+/// panic becomes a decode error instead of tearing down the subscriber.
+fn read_headers(
+    seq_no: SeqNo,
+    headers: Option<&impl Headers>,
+) -> Result<Vec<(String, Vec<u8>)>, EventLogError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        headers
+            .into_iter()
+            .flat_map(|h| h.iter())
+            .map(|h| {
+                (
+                    h.key.to_ascii_lowercase(),
+                    h.value.unwrap_or_default().to_vec(),
+                )
+            })
+            .collect()
+    }))
+    .map_err(|_| EventLogError::Decode {
+        seq_no,
+        reason: "a header name is not UTF-8".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eventlog_core::validate;
+    use proptest::collection::{btree_map, vec};
+    use proptest::option;
+    use proptest::prelude::*;
+    use proptest::sample::{Index, select};
 
     #[test]
     fn round_trip() {
@@ -95,5 +123,121 @@ mod tests {
             decode(1, None::<&OwnedHeaders>, b"x", at),
             Err(EventLogError::Decode { .. })
         ));
+    }
+
+    /// Text a valid envelope may hold: anything but control characters, with
+    /// spaces and printable ASCII (`%`, `"`) frequent so edge cases come up.
+    const TEXT: &str = "( |[!-~]|[^\\p{Cc}]){0,12}";
+
+    /// Envelopes `validate::envelope` accepts, `time` to the nanosecond (the
+    /// codec writes it exactly; core's tests cover every precision).
+    fn envelope() -> impl Strategy<Value = EventEnvelope> {
+        let strings = ([TEXT; 3], option::of(TEXT), option::of(TEXT));
+        let more = (
+            btree_map("[a-z0-9]{1,20}", TEXT, 0..4),
+            vec(any::<u8>(), 0..64),
+        );
+        (strings, more, 0..253_402_300_799i64, 0..1_000_000_000u32)
+            .prop_map(|(([id, src, ty], subject, ctype), (ext, data), secs, ns)| {
+                let mut e = EventEnvelope::new(src, ty, data).with_id(id);
+                e.time = DateTime::from_timestamp(secs, ns).expect("in range");
+                (e.subject, e.content_type, e.extensions) = (subject, ctype, ext);
+                e
+            })
+            .prop_filter("valid", |e| validate::envelope(e, usize::MAX).is_ok())
+    }
+
+    /// `Ok`, or a `Decode` error for `seq_no`.
+    fn ok_or_decode<T>(result: &Result<T, EventLogError>, seq_no: SeqNo) -> bool {
+        let decode = |e: &_| matches!(e, &EventLogError::Decode { seq_no: at, .. } if at == seq_no);
+        result.as_ref().err().is_none_or(decode)
+    }
+
+    type Pairs = Vec<(String, Option<Vec<u8>>)>;
+
+    /// Headers with these keys and values, as librdkafka hands them to a
+    /// consumer.
+    fn headers(pairs: &Pairs) -> OwnedHeaders {
+        pairs
+            .iter()
+            .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: value.as_deref(),
+                })
+            })
+    }
+
+    /// The keys and values of `headers`.
+    fn pairs(headers: &OwnedHeaders) -> Pairs {
+        let pair = |h: Header<'_, &[u8]>| (h.key.to_owned(), h.value.map(<[u8]>::to_vec));
+        headers.iter().map(pair).collect()
+    }
+
+    /// Header values a record may hold: valid ones, any bytes, none.
+    fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
+        option::of(prop_oneof![
+            Just(b"1.0".to_vec()),
+            Just(b"2024-02-29T12:00:00.000001Z".to_vec()),
+            TEXT.prop_map(String::into_bytes),
+            vec(any::<u8>(), 0..24),
+        ])
+    }
+
+    /// Header keys a record may carry: the codec's, any-case variants, others.
+    fn key() -> impl Strategy<Value = String> {
+        let keys: &[&str] = &[
+            "ce_specversion",
+            "ce_id",
+            "ce_source",
+            "ce_type",
+            "ce_time",
+            "CE_Subject",
+            "content-type",
+            "ce_",
+        ];
+        prop_oneof![
+            select(keys).prop_map(String::from),
+            "[cC][eE]_.{0,12}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_envelope_round_trips_through_headers(e in envelope(), seq_no in 1..SeqNo::MAX) {
+            let headers = headers(&pairs(&encode(&e)));
+            let back = decode(seq_no, Some(headers.as_borrowed()), &e.payload, DateTime::UNIX_EPOCH);
+            prop_assert_eq!(back.unwrap(), e.with_seq_no(seq_no));
+        }
+
+        #[test]
+        fn arbitrary_headers_are_an_event_or_a_decode_error(
+            pairs in option::of(vec((key(), value()), 0..12)),
+            payload in vec(any::<u8>(), 0..32),
+            seq_no: SeqNo,
+        ) {
+            let headers = pairs.map(|p| headers(&p));
+            let headers = headers.as_ref().map(OwnedHeaders::as_borrowed);
+            let decoded = decode(seq_no, headers, &payload, DateTime::UNIX_EPOCH);
+            prop_assert!(ok_or_decode(&decoded, seq_no), "{decoded:?}");
+        }
+
+        #[test]
+        fn mutated_headers_are_an_event_or_a_decode_error(
+            e in envelope(),
+            at: Index,
+            replacement in option::of(value()),
+        ) {
+            let mut pairs = pairs(&encode(&e));
+            let at = at.index(pairs.len());
+            match replacement {
+                Some(value) => pairs[at].1 = value,
+                None => drop(pairs.remove(at)),
+            }
+            let headers = headers(&pairs);
+            let decoded = decode(2, Some(headers.as_borrowed()), &e.payload, DateTime::UNIX_EPOCH);
+            prop_assert!(ok_or_decode(&decoded, 2), "{decoded:?}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! `KafkaEventLog`: the `EventLog` methods over one single-partition topic.
 
 use crate::config::KafkaConfig;
-use crate::error::{BACKEND, from_kafka};
+use crate::error::{AuthWatch, BACKEND, from_kafka};
 use crate::{codec, subscription};
 use async_trait::async_trait;
 use eventlog_core::{
@@ -38,7 +38,9 @@ pub(crate) struct Inner {
     pub(crate) config: KafkaConfig,
     pub(crate) topic: String,
     /// Replaced when its producer id is no longer good (see `renew_producer`).
-    producer: RwLock<FutureProducer>,
+    producer: RwLock<FutureProducer<AuthWatch>>,
+    /// What the producers' error callbacks saw of a refused login.
+    watch: AuthWatch,
     /// Per consumer group, a client that reads and commits its offsets; it
     /// never joins the group, so no rebalance ever involves it.
     groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
@@ -86,17 +88,21 @@ impl KafkaEventLog {
     /// Connects to the log described by `config`, creating its topic (one
     /// partition) if configured so and checking that it has one partition.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
-        let producer = RwLock::new(new_producer(&config)?);
+        let watch = AuthWatch::default();
+        let producer = RwLock::new(new_producer(&config, &watch)?);
         let topic = config.topic();
         let log = Self {
             inner: Arc::new(Inner {
                 config,
                 topic,
                 producer,
+                watch,
                 groups: Mutex::new(HashMap::new()),
             }),
         };
-        log.ensure_topic().await?;
+        log.ensure_topic()
+            .await
+            .map_err(|e| log.inner.watch.explain(e))?;
         Ok(log)
     }
 
@@ -141,6 +147,28 @@ impl KafkaEventLog {
     }
 
     async fn ensure_topic(&self) -> Result<()> {
+        let partitions = self.topic_partitions().await?;
+        match partitions {
+            Some(1) => Ok(()),
+            Some(n) => Err(EventLogError::InvalidConfig {
+                reason: format!(
+                    "topic {} has {n} partitions; a log needs exactly 1 for one total order",
+                    self.inner.topic
+                ),
+            }
+            .into()),
+            None => Err(EventLogError::InvalidConfig {
+                reason: format!(
+                    "topic {} does not exist, and create_topic is off",
+                    self.inner.topic
+                ),
+            }
+            .into()),
+        }
+    }
+
+    /// Creates the topic if configured so and returns its partition count.
+    async fn topic_partitions(&self) -> Result<Option<usize>> {
         let config = &self.inner.config;
         if config.create_topic {
             let admin: AdminClient<DefaultClientContext> = client_config(config)
@@ -180,36 +208,18 @@ impl KafkaEventLog {
         }
         let producer = self.producer();
         let topic = self.inner.topic.clone();
-        let partitions = self
-            .blocking("connect", move |t| {
-                let metadata = producer.client().fetch_metadata(Some(&topic), t)?;
-                Ok(metadata
-                    .topics()
-                    .first()
-                    .filter(|m| m.error().is_none())
-                    .map(|m| m.partitions().len()))
-            })
-            .await?;
-        match partitions {
-            Some(1) => Ok(()),
-            Some(n) => Err(EventLogError::InvalidConfig {
-                reason: format!(
-                    "topic {} has {n} partitions; a log needs exactly 1 for one total order",
-                    self.inner.topic
-                ),
-            }
-            .into()),
-            None => Err(EventLogError::InvalidConfig {
-                reason: format!(
-                    "topic {} does not exist, and create_topic is off",
-                    self.inner.topic
-                ),
-            }
-            .into()),
-        }
+        self.blocking("connect", move |t| {
+            let metadata = producer.client().fetch_metadata(Some(&topic), t)?;
+            Ok(metadata
+                .topics()
+                .first()
+                .filter(|m| m.error().is_none())
+                .map(|m| m.partitions().len()))
+        })
+        .await
     }
 
-    fn producer(&self) -> FutureProducer {
+    fn producer(&self) -> FutureProducer<AuthWatch> {
         self.inner
             .producer
             .read()
@@ -238,7 +248,7 @@ impl KafkaEventLog {
         if !stale {
             return;
         }
-        match new_producer(&self.inner.config) {
+        match new_producer(&self.inner.config, &self.inner.watch) {
             Ok(producer) => {
                 tracing::warn!(topic = %self.inner.topic, ?code, "replacing the producer");
                 let old = std::mem::replace(
@@ -375,8 +385,11 @@ impl KafkaEventLog {
     }
 }
 
-/// The idempotent producer of `config`.
-fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, EventLogError> {
+/// The idempotent producer of `config`, reporting to `watch`.
+fn new_producer(
+    config: &KafkaConfig,
+    watch: &AuthWatch,
+) -> Result<FutureProducer<AuthWatch>, EventLogError> {
     client_config(config)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -386,7 +399,7 @@ fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, EventLogError> {
             "message.max.bytes",
             (config.max_payload + 64 * 1024).to_string(),
         )
-        .create()
+        .create_with_context(watch.clone())
         .map_err(|e| invalid_config(&e))
 }
 

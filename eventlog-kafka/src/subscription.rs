@@ -9,9 +9,10 @@ use crate::log::KafkaEventLog;
 use chrono::{DateTime, Utc};
 use eventlog_core::{Backoff, EventEnvelope, EventSource, EventStream, SeqNo, into_stream};
 use rdkafka::Message;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// Live subscriptions per topic in this process, for `subscription_count`.
 static LIVE: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Default::default);
@@ -53,7 +54,7 @@ impl Drop for Live {
 struct Subscription {
     log: KafkaEventLog,
     consumer: String,
-    reader: StreamConsumer,
+    reader: Arc<StreamConsumer>,
     /// The next sequence number to hand out.
     next: SeqNo,
     _live: Live,
@@ -71,7 +72,7 @@ pub(crate) fn open(
     let subscription = Subscription {
         log,
         consumer,
-        reader,
+        reader: Arc::new(reader),
         next,
         _live: live,
     };
@@ -85,6 +86,17 @@ impl EventSource for Subscription {
             let message = match self.reader.recv().await {
                 Ok(message) => message,
                 Err(err) => {
+                    if matches!(
+                        err.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::UnknownTopicOrPartition
+                                | RDKafkaErrorCode::UnknownTopic
+                        )
+                    ) && self.topic_is_gone().await
+                    {
+                        tracing::error!(topic = %self.log.topic(), consumer = %self.consumer, error = %err, "subscription ended: the log's topic was deleted");
+                        return None;
+                    }
                     // librdkafka retries by itself; these are reports.
                     tracing::warn!(topic = %self.log.topic(), consumer = %self.consumer, error = %err, "consumer error");
                     backoff.wait().await;
@@ -116,5 +128,28 @@ impl EventSource for Subscription {
                 }
             }
         }
+    }
+}
+
+impl Subscription {
+    /// Whether the broker's metadata confirms that the topic no longer
+    /// exists (a report of an unknown topic may also come from a broker
+    /// that has not heard of a new topic yet). Asked through the reader,
+    /// a consumer, which never creates topics by asking.
+    async fn topic_is_gone(&self) -> bool {
+        let (reader, topic) = (Arc::clone(&self.reader), self.log.topic().to_owned());
+        let timeout = self.log.config().timeout;
+        let metadata = tokio::task::spawn_blocking(move || {
+            reader
+                .fetch_metadata(Some(&topic), timeout)
+                .map(|m| m.topics().first().and_then(|t| t.error()))
+        })
+        .await;
+        matches!(
+            metadata,
+            Ok(Ok(Some(
+                rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+            )))
+        )
     }
 }

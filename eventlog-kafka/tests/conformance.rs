@@ -9,6 +9,8 @@ use conformance::harness::{KAFKA, OwnBroker, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use eventlog_kafka::{KafkaConfig, KafkaEventLog};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -184,6 +186,18 @@ impl Broker for Kafka {
         Ok(())
     }
 
+    /// `DeleteTopics` with the admin client.
+    async fn raw_delete(&self, log: &str) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = client(&self.bootstrap).create()?;
+        let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        for result in admin.delete_topics(&[&topic(log)], &options).await? {
+            if let Err((topic, code)) = result {
+                bail!("deleting topic {topic}: {code}");
+            }
+        }
+        Ok(())
+    }
+
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
         let open: conformance::harness::Opener = |address, log, timeout| {
             Box::pin(async move {
@@ -195,3 +209,6 @@ impl Broker for Kafka {
 }
 
 conformance::contract_tests!(broker: Kafka::shared().await?);
+// No `deletion:` check (R02): deleting a topic on tansu 0.6 makes librdkafka
+// crash the test process (tansu answers a metadata request by topic id with
+// a null topic name; see docs/kafka-test-broker.md).

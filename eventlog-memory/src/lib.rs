@@ -23,6 +23,7 @@
 
 mod log;
 mod logs;
+mod subscription;
 
 pub use log::{DEFAULT_MAX_PAYLOAD, InMemoryEventLog};
 pub use logs::InMemoryLogs;

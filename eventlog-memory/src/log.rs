@@ -1,20 +1,17 @@
-//! The shared log, its consumers and its subscriptions.
+//! The shared log and its consumers; its subscriptions are in `subscription`.
 
+use crate::subscription::{Subscription, Waiters};
 use async_trait::async_trait;
 use eventlog_core::{
-    Capabilities, ConsumerState, EventEnvelope, EventLog, EventSource, EventStream, Result,
-    SeekPosition, SeqNo, into_stream, validate,
+    Capabilities, ConsumerState, EventEnvelope, EventLog, EventStream, Result, SeekPosition, SeqNo,
+    validate,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::watch;
 
 /// The payload limit of a log made with [`InMemoryEventLog::new`]: 1 MiB, the
 /// same as the broker backends' defaults, so code tested here fits there.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
-
-/// How many events a subscription copies out per lock.
-const READ_BATCH: usize = 512;
 
 /// A handle on one in-memory log. Clones share the log.
 #[derive(Clone, Debug)]
@@ -22,15 +19,53 @@ pub struct InMemoryEventLog {
     shared: Arc<Shared>,
 }
 
+/// The log itself, shared by its handles and its subscriptions.
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
+    /// The event with sequence number `n` is at index `n - 1`.
     events: RwLock<Vec<EventEnvelope>>,
-    /// The last sequence number; subscribers wait on it. Written while the
-    /// `events` write lock is held, so it never runs ahead of `events`.
-    head: watch::Sender<SeqNo>,
+    /// The subscriptions waiting for the next append.
+    pub(crate) waiters: Waiters,
     /// Each consumer's next sequence number.
     consumers: Mutex<HashMap<String, SeqNo>>,
     max_payload: usize,
+}
+
+impl Shared {
+    /// A copy of the event `seq_no`, if it is stored.
+    pub(crate) fn get(&self, seq_no: SeqNo) -> Option<EventEnvelope> {
+        let index = usize::try_from(seq_no.checked_sub(1)?).ok()?;
+        let events = self.events.read().expect("log lock poisoned");
+        events.get(index).cloned()
+    }
+
+    fn last(&self) -> Option<SeqNo> {
+        let len = self.events.read().expect("log lock poisoned").len();
+        (len > 0).then_some(len as SeqNo)
+    }
+
+    fn push_one(&self, mut envelope: EventEnvelope) -> SeqNo {
+        let mut events = self.events.write().expect("log lock poisoned");
+        let seq_no = events.len() as SeqNo + 1;
+        envelope.seq_no = Some(seq_no);
+        events.push(envelope);
+        drop(events);
+        self.waiters.wake_all();
+        seq_no
+    }
+
+    fn push(&self, envelopes: Vec<EventEnvelope>) -> Vec<SeqNo> {
+        let mut events = self.events.write().expect("log lock poisoned");
+        let first = events.len() as SeqNo + 1;
+        events.extend(envelopes.into_iter().zip(first..).map(|(mut e, n)| {
+            e.seq_no = Some(n);
+            e
+        }));
+        let last = events.len() as SeqNo;
+        drop(events);
+        self.waiters.wake_all();
+        (first..=last).collect()
+    }
 }
 
 impl Default for InMemoryEventLog {
@@ -50,7 +85,7 @@ impl InMemoryEventLog {
         Self {
             shared: Arc::new(Shared {
                 events: RwLock::new(Vec::new()),
-                head: watch::Sender::new(0),
+                waiters: Waiters::default(),
                 consumers: Mutex::new(HashMap::new()),
                 max_payload,
             }),
@@ -59,34 +94,11 @@ impl InMemoryEventLog {
 
     /// How many subscription streams on this log are alive.
     pub fn subscription_count(&self) -> usize {
-        self.shared.head.receiver_count()
+        self.shared.waiters.alive()
     }
 
     fn last(&self) -> Option<SeqNo> {
-        let last = *self.shared.head.borrow();
-        (last > 0).then_some(last)
-    }
-
-    fn push_one(&self, envelope: EventEnvelope) -> SeqNo {
-        let mut events = self.shared.events.write().expect("log lock poisoned");
-        let seq_no = events.len() as SeqNo + 1;
-        events.push(envelope.with_seq_no(seq_no));
-        self.shared.head.send_replace(seq_no);
-        seq_no
-    }
-
-    fn push(&self, envelopes: Vec<EventEnvelope>) -> Vec<SeqNo> {
-        let mut events = self.shared.events.write().expect("log lock poisoned");
-        let first = events.len() as SeqNo + 1;
-        let seq_nos: Vec<SeqNo> = (first..first + envelopes.len() as SeqNo).collect();
-        events.extend(
-            envelopes
-                .into_iter()
-                .zip(&seq_nos)
-                .map(|(e, &n)| e.with_seq_no(n)),
-        );
-        self.shared.head.send_replace(events.len() as SeqNo);
-        seq_nos
+        self.shared.last()
     }
 
     /// The next sequence number `position` names now.
@@ -107,57 +119,19 @@ impl InMemoryEventLog {
             .consumers
             .lock()
             .expect("consumer lock poisoned");
-        let next = consumers.entry(consumer.to_owned()).or_insert(1);
-        *next = update(*next);
-        *next
+        // `get_mut` first: `entry` would copy the name on every ack.
+        if let Some(next) = consumers.get_mut(consumer) {
+            *next = update(*next);
+            return *next;
+        }
+        let next = update(1);
+        consumers.insert(consumer.to_owned(), next);
+        next
     }
 
     /// Moves `consumer` to `position` and returns its next sequence number.
     fn seek_now(&self, consumer: &str, position: SeekPosition) -> SeqNo {
         self.move_consumer(consumer, |next| self.resolve(position, next))
-    }
-
-    fn stream_from(&self, next: SeqNo) -> EventStream {
-        into_stream(Reader {
-            head: self.shared.head.subscribe(),
-            shared: self.shared.clone(),
-            next,
-            buffer: VecDeque::new(),
-        })
-    }
-}
-
-/// A subscription: copies stored events out in batches, then waits on the
-/// head for more.
-struct Reader {
-    shared: Arc<Shared>,
-    head: watch::Receiver<SeqNo>,
-    next: SeqNo,
-    buffer: VecDeque<EventEnvelope>,
-}
-
-impl EventSource for Reader {
-    async fn next_event(&mut self) -> Option<EventEnvelope> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                self.next += 1;
-                return Some(event);
-            }
-            // Mark the current head seen before reading, so an append after
-            // the read wakes `changed` below: no lost wake-up.
-            self.head.borrow_and_update();
-            {
-                let events = self.shared.events.read().expect("log lock poisoned");
-                let from = (self.next - 1) as usize;
-                let to = events.len().min(from + READ_BATCH);
-                if from < to {
-                    self.buffer.extend(events[from..to].iter().cloned());
-                    continue;
-                }
-            }
-            // The sender lives in `shared`, which this reader holds.
-            self.head.changed().await.ok()?;
-        }
     }
 }
 
@@ -165,18 +139,19 @@ impl EventSource for Reader {
 impl EventLog for InMemoryEventLog {
     async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo> {
         validate::envelope(&envelope, self.shared.max_payload)?;
-        Ok(self.push_one(envelope))
+        Ok(self.shared.push_one(envelope))
     }
 
     async fn append_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<Vec<SeqNo>> {
         validate::batch(&envelopes, self.shared.max_payload)?;
-        Ok(self.push(envelopes))
+        Ok(self.shared.push(envelopes))
     }
 
     async fn subscribe(&self, consumer: &str, position: SeekPosition) -> Result<EventStream> {
         validate::consumer_name(consumer)?;
         validate::position(position)?;
-        Ok(self.stream_from(self.seek_now(consumer, position)))
+        let next = self.seek_now(consumer, position);
+        Ok(Box::pin(Subscription::new(self.shared.clone(), next)))
     }
 
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<()> {

@@ -90,7 +90,7 @@ impl NatsConfig {
 
     /// The configuration a URL describes:
     /// `nats://[user:password@]host[:port]/<log>?timeout_ms=…&replicas=…&stream_prefix=…&subject_prefix=…&create_stream=false`
-    /// (`tls://` requires TLS). Tokens, NKeys and creds files go through the
+    /// (`tls://` requires TLS; `ca_file=<path>` trusts a private CA). Tokens, NKeys and creds files go through the
     /// builder or the facade's environment variables.
     pub fn from_url(url: &str) -> Result<NatsConfigBuilder, EventLogError> {
         let invalid = |reason: String| EventLogError::InvalidConfig { reason };
@@ -140,6 +140,7 @@ impl NatsConfig {
                 "stream_prefix" => builder.with_stream_prefix(value.as_ref()),
                 "subject_prefix" => builder.with_subject_prefix(value.as_ref()),
                 "create_stream" => builder.with_create_stream(value != "false"),
+                "ca_file" => builder.with_root_certificates(value.as_ref()),
                 other => return Err(invalid(format!("unknown option `{other}`"))),
             };
         }

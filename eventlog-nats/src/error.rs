@@ -1,6 +1,7 @@
 //! NATS client errors as [`EventLogError`]s.
 
 use async_nats::connection::State;
+use async_nats::{ConnectError, ConnectErrorKind};
 use eventlog_core::EventLogError;
 
 /// The backend name in errors.
@@ -23,4 +24,43 @@ pub(crate) fn classify(
             source: Box::new(err),
         }
     }
+}
+
+/// A failed connect as the matching [`EventLogError`]: refused credentials
+/// are `Unauthorized`, a TLS failure (an untrusted certificate, a server
+/// without TLS) is `Backend` since retrying cannot fix it, the rest
+/// `Unavailable`.
+pub(crate) fn from_connect(err: ConnectError) -> EventLogError {
+    let source = Box::new(err);
+    match source.kind() {
+        ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+            EventLogError::Unauthorized {
+                backend: BACKEND,
+                source,
+            }
+        }
+        ConnectErrorKind::Tls => EventLogError::Backend {
+            backend: BACKEND,
+            source,
+        },
+        // A failed handshake (an untrusted certificate) comes as I/O.
+        ConnectErrorKind::Io if is_tls_failure(&source) => EventLogError::Backend {
+            backend: BACKEND,
+            source,
+        },
+        _ => EventLogError::Unavailable {
+            backend: BACKEND,
+            source,
+        },
+    }
+}
+
+/// Whether `err` was caused by a rustls error, such as a certificate no
+/// trusted CA signed.
+fn is_tls_failure(err: &ConnectError) -> bool {
+    use std::error::Error;
+    err.source()
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
 }

@@ -15,6 +15,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How much longer than the configured timeout the client's own request
+/// timeouts are.
+const BACKSTOP: Duration = Duration::from_secs(1);
+
 /// The oldest server with the consumer reset API (ADR-60) that seek and
 /// resumption stand on.
 const MIN_SERVER: (u64, u64) = (2, 14);
@@ -60,18 +64,17 @@ impl NatsEventLog {
         let timeout = config.timeout;
         let options = options(&config).await?;
         let client = with_timeout("connect", timeout, async {
-            options.connect(&config.servers).await.map_err(|e| {
-                EventLogError::Unavailable {
-                    backend: BACKEND,
-                    source: Box::new(e),
-                }
-                .into()
-            })
+            options
+                .connect(&config.servers)
+                .await
+                .map_err(|e| crate::error::from_connect(e).into())
         })
         .await?;
         check_version(&client.server_info().version)?;
         let mut js = jetstream::new(client.clone());
-        js.set_timeout(timeout);
+        // Backstops only: every call is bounded by `with_timeout`, which must
+        // fire first to report the operation that timed out.
+        js.set_timeout(timeout + BACKSTOP);
         let stream = with_timeout("connect", timeout, open_stream(&client, &js, &config)).await?;
         let max_message = client.server_info().max_payload;
         let subject = config.subject();
@@ -204,6 +207,23 @@ impl NatsEventLog {
         self.reset(consumer, next).await
     }
 
+    /// Whether the log's stream still exists: `false` once someone deleted
+    /// it.
+    pub(crate) async fn stream_exists(&self) -> Result<bool> {
+        let name = self.inner.config.stream_name();
+        match self.inner.js.get_stream(name).await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(classify(&self.inner.client, e).into()),
+            },
+        }
+    }
+
     /// The ack floor of `consumer`, `None` when it does not exist.
     async fn ack_floor(&self, consumer: &str) -> Result<Option<SeqNo>> {
         match self.inner.stream.consumer_info(consumer).await {
@@ -282,9 +302,14 @@ async fn options(config: &NatsConfig) -> Result<ConnectOptions> {
     let mut options = ConnectOptions::new()
         .name(format!("eventlog:{}", config.log))
         .connection_timeout(config.timeout)
-        .request_timeout(Some(config.timeout))
+        .request_timeout(Some(config.timeout + BACKSTOP))
         .require_tls(config.require_tls);
     if let Some(path) = &config.root_certificates {
+        // The client reads the file only once connected; a typo is a
+        // configuration error, not an unreachable broker.
+        std::fs::File::open(path).map_err(|e| EventLogError::InvalidConfig {
+            reason: format!("root certificates {}: {e}", path.display()),
+        })?;
         options = options.add_root_certificates(path.clone());
     }
     options = match &config.credentials {

@@ -61,6 +61,15 @@ impl EventSource for Subscription {
                     return None;
                 }
                 Err(Failure::Transient(reason)) => {
+                    let timeout = self.log.config().timeout;
+                    // A deleted stream fails every pull: end instead of
+                    // retrying forever.
+                    if let Ok(Ok(false)) =
+                        tokio::time::timeout(timeout, self.log.stream_exists()).await
+                    {
+                        tracing::error!(log = %self.log.config().log, consumer = %self.consumer, %reason, "subscription ended: the log's stream was deleted");
+                        return None;
+                    }
                     tracing::warn!(log = %self.log.config().log, consumer = %self.consumer, %reason, "pull failed; retrying");
                     self.batch = None;
                     self.dirty = true;

@@ -224,6 +224,15 @@ impl Broker for Nats {
         Ok(())
     }
 
+    /// `$JS.API.STREAM.DELETE`: the stream and its durable consumers.
+    async fn raw_delete(&self, log: &str) -> Result<()> {
+        raw(&self.url)
+            .await?
+            .delete_stream(stream_name(log))
+            .await?;
+        Ok(())
+    }
+
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
         let open: conformance::harness::Opener = |address, log, timeout| {
             Box::pin(async move { open(&format!("nats://{address}"), &log, timeout).await })
@@ -233,3 +242,4 @@ impl Broker for Nats {
 }
 
 conformance::contract_tests!(broker: Nats::shared().await?);
+conformance::contract_tests!(deletion: Nats::shared().await?);

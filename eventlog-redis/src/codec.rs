@@ -70,6 +70,12 @@ pub(crate) fn seq_of(entry_id: &str) -> Result<SeqNo, EventLogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
+    use eventlog_core::validate;
+    use proptest::collection::{btree_map, vec};
+    use proptest::option;
+    use proptest::prelude::*;
+    use proptest::sample::{Index, select};
 
     /// The field names and values of an `XADD key 0-* …`.
     fn fields(event: &EventEnvelope) -> Vec<Vec<u8>> {
@@ -115,5 +121,102 @@ mod tests {
         }
         assert!(seq_of("5-1").is_err() && seq_of("0-0").is_err() && seq_of("0-x").is_err());
         assert_eq!(seq_of("0-42").unwrap(), 42);
+    }
+
+    /// Text a valid envelope may hold: anything but control characters, with
+    /// spaces and printable ASCII (`%`, `"`) frequent so edge cases come up.
+    const TEXT: &str = "( |[!-~]|[^\\p{Cc}]){0,12}";
+
+    /// Envelopes `validate::envelope` accepts, `time` to the nanosecond (the
+    /// codec writes it exactly; core's tests cover every precision).
+    fn envelope() -> impl Strategy<Value = EventEnvelope> {
+        let strings = ([TEXT; 3], option::of(TEXT), option::of(TEXT));
+        let more = (
+            btree_map("[a-z0-9]{1,20}", TEXT, 0..4),
+            vec(any::<u8>(), 0..64),
+        );
+        (strings, more, 0..253_402_300_799i64, 0..1_000_000_000u32)
+            .prop_map(|(([id, src, ty], subject, ctype), (ext, data), secs, ns)| {
+                let mut e = EventEnvelope::new(src, ty, data).with_id(id);
+                e.time = DateTime::from_timestamp(secs, ns).expect("in range");
+                (e.subject, e.content_type, e.extensions) = (subject, ctype, ext);
+                e
+            })
+            .prop_filter("valid", |e| validate::envelope(e, usize::MAX).is_ok())
+    }
+
+    /// `Ok`, or a `Decode` error for `seq_no`.
+    fn ok_or_decode<T>(result: &Result<T, EventLogError>, seq_no: SeqNo) -> bool {
+        let decode = |e: &_| matches!(e, &EventLogError::Decode { seq_no: at, .. } if at == seq_no);
+        result.as_ref().err().is_none_or(decode)
+    }
+
+    /// Field names and values as an entry may hold them: the ones the codec
+    /// writes, valid values, and any bytes.
+    fn field() -> impl Strategy<Value = Vec<u8>> {
+        let names: &[&str] = &[
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "time",
+            "data",
+            "ext1",
+        ];
+        prop_oneof![
+            select(names).prop_map(|name| name.as_bytes().to_vec()),
+            Just(b"1.0".to_vec()),
+            Just(b"2024-02-29T12:00:00.000001Z".to_vec()),
+            TEXT.prop_map(String::into_bytes),
+            vec(any::<u8>(), 0..24),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_envelope_round_trips_through_an_entry(e in envelope(), seq_no in 1..SeqNo::MAX) {
+            prop_assert_eq!(decode(seq_no, fields(&e)).unwrap(), e.with_seq_no(seq_no));
+        }
+
+        #[test]
+        fn arbitrary_fields_are_an_event_or_a_decode_error(
+            fields in vec(field(), 0..24),
+            seq_no: SeqNo,
+        ) {
+            let decoded = decode(seq_no, fields);
+            prop_assert!(ok_or_decode(&decoded, seq_no), "{decoded:?}");
+        }
+
+        #[test]
+        fn a_mutated_entry_is_an_event_or_a_decode_error(
+            e in envelope(),
+            at: Index,
+            mutation in 0..3u8,
+            bytes in vec(any::<u8>(), 0..24),
+        ) {
+            let mut fields = fields(&e);
+            let at = 2 * at.index(fields.len() / 2);
+            match mutation {
+                0 => drop(fields.drain(at..at + 2)),
+                1 => fields[at + 1] = bytes,
+                _ => fields[at] = bytes,
+            }
+            let decoded = decode(5, fields);
+            prop_assert!(ok_or_decode(&decoded, 5), "{decoded:?}");
+        }
+
+        #[test]
+        fn any_entry_id_is_a_sequence_number_or_a_decode_error(
+            id in prop_oneof!["0-[0-9]{1,22}", "[0-9-]{0,8}", any::<String>()],
+        ) {
+            let seq = seq_of(&id);
+            prop_assert!(ok_or_decode(&seq, 0), "{seq:?}");
+            prop_assert_ne!(seq.ok(), Some(0));
+        }
+
+        #[test]
+        fn any_sequence_number_round_trips_through_an_entry_id(seq_no in 1..=SeqNo::MAX) {
+            prop_assert_eq!(seq_of(&format!("0-{seq_no}")).unwrap(), seq_no);
+        }
     }
 }

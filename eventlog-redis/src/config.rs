@@ -1,6 +1,7 @@
 //! Configuration: a builder, filled by hand or from a URL.
 
 use eventlog_core::{EventLogError, Secret, redact_url as redact, validate};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The payload limit by default: 1 MiB.
@@ -24,6 +25,9 @@ pub struct RedisConfig {
     pub username: Option<String>,
     /// The password (of the ACL user, or `requirepass`).
     pub password: Option<Secret>,
+    /// A PEM file of root certificates to trust for `rediss://` instead of
+    /// the built-in web roots (a private CA).
+    pub root_certificates: Option<PathBuf>,
     /// The bound on every operation, connecting included.
     pub timeout: Duration,
     /// Prepended to the log name to make the stream key.
@@ -44,6 +48,7 @@ impl RedisConfig {
                 log: log.into(),
                 username: None,
                 password: None,
+                root_certificates: None,
                 timeout: DEFAULT_TIMEOUT,
                 key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
                 max_payload: DEFAULT_MAX_PAYLOAD,
@@ -54,7 +59,7 @@ impl RedisConfig {
 
     /// The configuration a URL describes:
     /// `redis://[user[:password]@]host[:port][/db]/<log>?timeout_ms=…&key_prefix=…&max_payload=…`
-    /// (`rediss://` for TLS). The last path segment is the log; a number
+    /// (`rediss://` for TLS, `ca_file=<path>` to trust a private CA). The last path segment is the log; a number
     /// before it selects the database.
     pub fn from_url(url: &str) -> Result<RedisConfigBuilder, EventLogError> {
         let invalid = |reason: String| EventLogError::InvalidConfig { reason };
@@ -112,6 +117,7 @@ impl RedisConfig {
                 "block_ms" => builder.with_block(Duration::from_millis(number()?)),
                 "max_payload" => builder.with_max_payload(number()? as usize),
                 "key_prefix" => builder.with_key_prefix(value.as_ref()),
+                "ca_file" => builder.with_root_certificates(value.as_ref()),
                 other => return Err(invalid(format!("unknown option `{other}`"))),
             };
         }
@@ -150,6 +156,13 @@ impl RedisConfigBuilder {
         self
     }
 
+    /// Trust the root certificates in this PEM file (for `rediss://`)
+    /// instead of the built-in web roots.
+    pub fn with_root_certificates(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.root_certificates = Some(path.into());
+        self
+    }
+
     /// The bound on every operation (default 5 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
@@ -181,6 +194,11 @@ impl RedisConfigBuilder {
         if config.timeout.is_zero() || config.block.is_zero() {
             return Err(EventLogError::InvalidConfig {
                 reason: "timeouts must be above zero".into(),
+            });
+        }
+        if config.root_certificates.is_some() && !config.url.starts_with("rediss://") {
+            return Err(EventLogError::InvalidConfig {
+                reason: "root certificates are for TLS: use a rediss:// URL".into(),
             });
         }
         if config.url.contains('@') {

@@ -7,15 +7,47 @@ pub(crate) const BACKEND: &str = "redis";
 
 /// Whether `err` means the server could not be reached or went away.
 pub(crate) fn is_unavailable(err: &redis::RedisError) -> bool {
-    err.is_io_error()
+    !is_tls_failure(err) && err.is_io_error()
         || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_timeout()
 }
 
+/// Whether `err` is a failed TLS handshake (say, a certificate no trusted
+/// CA signed): the client reports it as I/O, but retrying cannot fix it.
+fn is_tls_failure(err: &redis::RedisError) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        use std::error::Error;
+        type Shared = std::sync::Arc<dyn Error + Send + Sync>;
+        // The client keeps its cause as a shared `io::Error` whose payload
+        // is the rustls error; `source()` skips both wrappers.
+        let io = err
+            .source()
+            .and_then(|e| e.downcast_ref::<Shared>())
+            .and_then(|e| e.downcast_ref::<std::io::Error>());
+        if let Some(inner) = io.and_then(std::io::Error::get_ref) {
+            return inner.is::<rustls::Error>();
+        }
+    }
+    let _ = err;
+    false
+}
+
+/// Whether the server refused the credentials or a command to this user.
+pub(crate) fn is_unauthorized(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+}
+
 /// `err` as the matching [`EventLogError`].
 pub(crate) fn from_redis(err: redis::RedisError) -> EventLogError {
-    if is_unavailable(&err) {
+    if is_unauthorized(&err) {
+        EventLogError::Unauthorized {
+            backend: BACKEND,
+            source: Box::new(err),
+        }
+    } else if is_unavailable(&err) {
         EventLogError::Unavailable {
             backend: BACKEND,
             source: Box::new(err),

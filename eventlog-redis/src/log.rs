@@ -11,6 +11,7 @@ use eventlog_core::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The oldest Redis whose `XADD key 0-*` numbers entries for us.
 const MIN_REDIS_MAJOR: u32 = 7;
@@ -45,7 +46,9 @@ impl RedisEventLog {
         let client = client_for(&config)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
+            // A backstop only: every call is bounded by `with_timeout`, which
+            // must fire first to report the operation that timed out.
+            .set_response_timeout(Some(config.timeout + Duration::from_secs(1)))
             .set_number_of_retries(2);
         let mut conn = with_timeout("connect", config.timeout, async {
             ConnectionManager::new_with_config(client.clone(), manager_config)
@@ -133,11 +136,17 @@ impl RedisEventLog {
 /// A `redis::Client` for the server of `config`, credentials included.
 pub(crate) fn client_for(config: &RedisConfig) -> Result<redis::Client> {
     use redis::IntoConnectionInfo;
-    if config.url.starts_with("rediss://") && !cfg!(feature = "tls") {
-        return Err(EventLogError::InvalidConfig {
-            reason: "rediss:// needs the `tls` feature of eventlog-redis".into(),
+    if config.url.starts_with("rediss://") {
+        if !cfg!(feature = "tls") {
+            return Err(EventLogError::InvalidConfig {
+                reason: "rediss:// needs the `tls` feature of eventlog-redis".into(),
+            }
+            .into());
         }
-        .into());
+        // rustls needs a process-wide crypto provider; the redis client
+        // picks none. Ours is ring, unless the application installed one.
+        #[cfg(feature = "tls")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
     let info =
         config
@@ -157,10 +166,40 @@ pub(crate) fn client_for(config: &RedisConfig) -> Result<redis::Client> {
     if let Some(password) = &config.password {
         settings = settings.set_password(password.expose());
     }
-    redis::Client::open(info.set_redis_settings(settings)).map_err(|e| from_redis(e).into())
+    let info = info.set_redis_settings(settings);
+    match &config.root_certificates {
+        None => redis::Client::open(info).map_err(|e| from_redis(e).into()),
+        Some(path) => tls_client(info, path),
+    }
 }
 
-async fn check_version(conn: &mut ConnectionManager, timeout: std::time::Duration) -> Result<()> {
+/// A client that trusts the root certificates in the PEM file at `path`.
+#[cfg(feature = "tls")]
+fn tls_client(info: redis::ConnectionInfo, path: &std::path::Path) -> Result<redis::Client> {
+    let root_cert = std::fs::read(path).map_err(|e| EventLogError::InvalidConfig {
+        reason: format!("root certificates {}: {e}", path.display()),
+    })?;
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    };
+    redis::Client::build_with_tls(info, certificates).map_err(|e| {
+        EventLogError::InvalidConfig {
+            reason: format!("root certificates {}: {e}", path.display()),
+        }
+        .into()
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(_: redis::ConnectionInfo, _: &std::path::Path) -> Result<redis::Client> {
+    Err(EventLogError::InvalidConfig {
+        reason: "root certificates need the `tls` feature of eventlog-redis".into(),
+    }
+    .into())
+}
+
+async fn check_version(conn: &mut ConnectionManager, timeout: Duration) -> Result<()> {
     let info: String = with_timeout("connect", timeout, async {
         redis::cmd("INFO")
             .arg("server")

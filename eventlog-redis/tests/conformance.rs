@@ -171,6 +171,15 @@ impl Broker for Redis {
         Ok(())
     }
 
+    /// `DEL` of the stream key, its consumer groups with it.
+    async fn raw_delete(&self, log: &str) -> Result<()> {
+        redis::cmd("DEL")
+            .arg(Self::key(log))
+            .query_async::<u64>(&mut raw(&self.url).await?)
+            .await?;
+        Ok(())
+    }
+
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
         let open: conformance::harness::Opener = |address, log, timeout| {
             Box::pin(async move { open(&format!("redis://{address}"), &log, timeout).await })
@@ -186,3 +195,4 @@ fn entry_seq(id: &str) -> Result<SeqNo> {
 }
 
 conformance::contract_tests!(broker: Redis::shared().await?);
+conformance::contract_tests!(deletion: Redis::shared().await?);

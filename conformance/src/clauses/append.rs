@@ -214,7 +214,7 @@ pub async fn c06_invalid_envelopes_are_refused_and_not_stored(fx: &dyn Fixture) 
 }
 
 /// Envelopes every backend refuses as `InvalidEnvelope`, with what is wrong.
-fn invalid_envelopes() -> Vec<(&'static str, EventEnvelope)> {
+pub(crate) fn invalid_envelopes() -> Vec<(&'static str, EventEnvelope)> {
     vec![
         ("an empty id", event(0).with_id("")),
         ("an empty source", EventEnvelope::new("", "t", Bytes::new())),

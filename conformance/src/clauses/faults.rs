@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The operation timeout of the handles the fault clauses open.
-const TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a broker may take to come back and be reconnected to.
-const RECOVERY: Duration = Duration::from_secs(60);
+pub(crate) const RECOVERY: Duration = Duration::from_secs(60);
 
-async fn faulty(fx: &dyn Fixture, clause: &str) -> Result<Box<dyn FaultyBroker>> {
+pub(crate) async fn faulty(fx: &dyn Fixture, clause: &str) -> Result<Box<dyn FaultyBroker>> {
     fx.broker()
         .with_context(|| format!("{clause} needs a broker, and this fixture has none"))?
         .faulty()

@@ -202,7 +202,7 @@ pub async fn c20_consumers_are_independent(fx: &dyn Fixture) -> Result<()> {
 }
 
 /// Names the contract refuses, for consumers (`max` 64) and logs (`max` 128).
-fn bad_names(max: usize) -> Vec<String> {
+pub(crate) fn bad_names(max: usize) -> Vec<String> {
     ["", "a.b", "a b", "*", ">", "a/b", "tab\t", "ünï"]
         .into_iter()
         .map(str::to_owned)

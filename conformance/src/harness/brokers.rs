@@ -1,7 +1,12 @@
 //! The brokers the suites run: how to start each in a container, from its
 //! official image or from the local one `scripts/images/build` makes.
 
-use super::{BrokerSpec, Listen};
+use super::{BrokerSpec, Listen, Prepare};
+
+/// The user the secured brokers know.
+pub const USER: &str = "eventlog-test";
+/// Its password: a fixed test value, never a real secret.
+pub const PASSWORD: &str = "not-a-secret-7f3a";
 
 /// Redis with append-only persistence, so a restarted server still has the
 /// log. The local image holds Debian's `redis-server`.
@@ -11,7 +16,52 @@ pub static REDIS: BrokerSpec = BrokerSpec {
     command: redis_command,
     env: |_| Vec::new(),
     ready_logs: &["Ready to accept connections"],
+    files: None,
+    prepare: None,
 };
+
+/// Redis that speaks only TLS (the test CA's certificate) and knows one ACL
+/// user, [`USER`]; the default user is off.
+pub static REDIS_SECURE: BrokerSpec = BrokerSpec {
+    command: redis_secure_command,
+    files: Some("/tls"),
+    ..REDIS
+};
+
+fn redis_secure_command(listen: &Listen) -> Vec<String> {
+    let port = listen.port.to_string();
+    let password = format!(">{PASSWORD}");
+    let args = [
+        "redis-server",
+        "--port",
+        "0",
+        "--tls-port",
+        &port,
+        "--bind",
+        listen.bind,
+        "--protected-mode",
+        "no",
+        "--tls-cert-file",
+        "/tls/server.pem",
+        "--tls-key-file",
+        "/tls/server.key",
+        "--tls-ca-cert-file",
+        "/tls/ca.pem",
+        "--tls-auth-clients",
+        "no",
+        "--user",
+        "default",
+        "off",
+        "--user",
+        USER,
+        "on",
+        &password,
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    args.iter().map(|a| a.to_string()).collect()
+}
 
 fn redis_command(listen: &Listen) -> Vec<String> {
     let port = listen.port.to_string();
@@ -39,7 +89,34 @@ pub static NATS: BrokerSpec = BrokerSpec {
     command: nats_command,
     env: |_| Vec::new(),
     ready_logs: &["Server is ready"],
+    files: None,
+    prepare: None,
 };
+
+/// NATS that requires TLS (the test CA's certificate) and [`USER`] with
+/// [`PASSWORD`].
+pub static NATS_SECURE: BrokerSpec = BrokerSpec {
+    command: nats_secure_command,
+    files: Some("/tls"),
+    ..NATS
+};
+
+fn nats_secure_command(listen: &Listen) -> Vec<String> {
+    let secure = [
+        "--tls",
+        "--tlscert",
+        "/tls/server.pem",
+        "--tlskey",
+        "/tls/server.key",
+        "--user",
+        USER,
+        "--pass",
+        PASSWORD,
+    ];
+    let mut args = nats_command(listen);
+    args.extend(secure.iter().map(|a| a.to_string()));
+    args
+}
 
 fn nats_command(listen: &Listen) -> Vec<String> {
     let (port, monitor) = (listen.port.to_string(), listen.monitor_port.to_string());
@@ -70,6 +147,8 @@ pub static KAFKA: BrokerSpec = BrokerSpec {
     command: |_| Vec::new(),
     env: kafka_env,
     ready_logs: &["Kafka Server started", "ready in"],
+    files: None,
+    prepare: None,
 };
 
 fn kafka_env(listen: &Listen) -> Vec<(String, String)> {
@@ -104,6 +183,52 @@ fn kafka_env(listen: &Listen) -> Vec<(String, String)> {
         ),
         ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".to_owned()),
         ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
+}
+
+/// tansu with SASL/SCRAM-SHA-512 required and one user, [`USER`]. tansu 0.6
+/// takes a first user only while it runs without authentication, so a first
+/// container creates it in the shared SQLite file. tansu 0.6 reads its
+/// `--cert`/`--key` options but does not serve TLS yet, and this setup is
+/// tansu's own (Apache Kafka's image configures SASL through JAAS), hence a
+/// broker name and image variable of its own: `EVENTLOG_TEST_TANSU_IMAGE`.
+pub static KAFKA_SASL: BrokerSpec = BrokerSpec {
+    name: "tansu",
+    default_image: "ghcr.io/tansu-io/tansu:0.6.0",
+    command: |_| ["broker", "--authentication"].map(String::from).to_vec(),
+    env: tansu_sasl_env,
+    ready_logs: &["ready in"],
+    // tansu opens SQLite paths relative to its working directory, /data.
+    files: Some("/data/files"),
+    prepare: Some(Prepare {
+        command: |_| vec!["broker".to_owned()],
+        exec: |port| {
+            let broker = format!("tcp://127.0.0.1:{port}");
+            [
+                "tansu",
+                "user",
+                "create",
+                "--broker",
+                &broker,
+                "--mechanism",
+                "scram512",
+                USER,
+                PASSWORD,
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+    }),
+};
+
+fn tansu_sasl_env(listen: &Listen) -> Vec<(String, String)> {
+    let (bind, port) = (listen.bind, listen.port);
+    [
+        ("LISTENER_URL", format!("tcp://{bind}:{port}")),
+        ("ADVERTISED_LISTENER_URL", format!("tcp://127.0.0.1:{port}")),
+        ("STORAGE_ENGINE", "sqlite://files/tansu.db".to_owned()),
     ]
     .map(|(k, v)| (k.to_owned(), v))
     .to_vec()

@@ -1,6 +1,6 @@
 //! Containers through the `docker` command line.
 
-use super::Listen;
+use super::{Listen, TlsFiles};
 use anyhow::{Context, Result, bail};
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -23,6 +23,8 @@ pub struct Container {
     /// Set once a watcher process removes the container at process exit, so
     /// `Drop` leaves it alone.
     reaped: bool,
+    /// The certificates (and data) directory mounted into the container.
+    files: Option<TlsFiles>,
 }
 
 /// Runs `docker args…` and returns its standard output.
@@ -61,13 +63,19 @@ impl Container {
     /// Starts `image` running `command(port)` for the broker `name`, reachable
     /// at `127.0.0.1:port` on a free port: with host networking the broker
     /// listens there itself; otherwise the same port is published from the
-    /// container, so the address survives a restart either way.
+    /// container, so the address survives a restart either way. `files`, if
+    /// any, is mounted at the path given with it.
     pub(crate) async fn run(
         name: &str,
         image: &str,
         command: fn(&Listen) -> Vec<String>,
         env: fn(&Listen) -> Vec<(String, String)>,
+        files: Option<(TlsFiles, &str)>,
     ) -> Result<Self> {
+        let mount = files
+            .as_ref()
+            .map(|(files, at)| format!("{}:{at}", files.dir().display()));
+        let files = files.map(|(files, _)| files);
         // Another process may take the free port before the broker binds it:
         // try a few.
         let mut last_error = None;
@@ -77,6 +85,9 @@ impl Container {
             let publish = format!("127.0.0.1:{port}:{port}");
             let publish_monitor = format!("127.0.0.1:{monitor_port}:{monitor_port}");
             let mut args = vec!["run", "--detach", "--label", &label];
+            if let Some(mount) = &mount {
+                args.extend(["--volume", mount]);
+            }
             let bind = if host_network() {
                 args.extend(["--network", "host"]);
                 "127.0.0.1"
@@ -107,6 +118,7 @@ impl Container {
                         monitor_port,
                         starts: AtomicUsize::new(1),
                         reaped: false,
+                        files,
                     });
                 }
                 Err(err) => last_error = Some(err),
@@ -115,9 +127,33 @@ impl Container {
         Err(last_error.expect("at least one attempt"))
     }
 
+    /// Runs `command` inside the running container and returns its output.
+    pub async fn exec(&self, command: &[String]) -> Result<String> {
+        let mut args = vec!["exec", self.id.as_str()];
+        args.extend(command.iter().map(String::as_str));
+        docker(&args).await
+    }
+
+    /// The certificates mounted into the container, for a broker spec with
+    /// `files`.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.files.as_ref()
+    }
+
+    /// Takes the mounted directory away from the container, so it outlives
+    /// it (for a second container on the same data).
+    pub(crate) fn take_files(&mut self) -> Option<TlsFiles> {
+        self.files.take()
+    }
+
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The port the broker listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `127.0.0.1:port`, where the broker listens.
@@ -179,12 +215,18 @@ impl Container {
     /// Leaves the container's removal to a small watcher process that
     /// removes it once this process has exited: a container kept in a
     /// `static` is never dropped.
-    pub(crate) fn remove_when_process_exits(&mut self) -> Result<()> {
+    pub fn remove_when_process_exits(&mut self) -> Result<()> {
         // The watcher runs in the background of a shell that exits at once,
         // so it is nobody's child to wait for.
+        // A container kept in a `static` never drops its files either.
+        let files = self
+            .files
+            .as_ref()
+            .map(|files| format!("; rm -rf '{}'", files.dir().display()))
+            .unwrap_or_default();
         let watcher = format!(
             "(while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-              docker rm --force --volumes {id} >/dev/null 2>&1) >/dev/null 2>&1 &",
+              docker rm --force --volumes {id} >/dev/null 2>&1{files}) >/dev/null 2>&1 &",
             pid = std::process::id(),
             id = self.id
         );

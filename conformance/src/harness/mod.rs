@@ -22,9 +22,11 @@
 
 mod brokers;
 mod docker;
+mod tls;
 
-pub use brokers::{KAFKA, NATS, REDIS};
+pub use brokers::{KAFKA, KAFKA_SASL, NATS, NATS_SECURE, PASSWORD, REDIS, REDIS_SECURE, USER};
 pub use docker::Container;
+pub use tls::TlsFiles;
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
@@ -68,6 +70,22 @@ pub struct BrokerSpec {
     /// What the broker logs once it serves clients, after each start: any
     /// one of these (images of one broker may differ).
     pub ready_logs: &'static [&'static str],
+    /// Where the container sees a fresh [`TlsFiles`] directory, for a broker
+    /// that serves TLS or keeps data beside its certificates.
+    pub files: Option<&'static str>,
+    /// A first run that provisions the broker before the real one starts.
+    pub prepare: Option<Prepare>,
+}
+
+/// Provisioning a broker that only takes it while unsecured: a first
+/// container runs `command` on the same files and environment, `exec` runs
+/// inside it once it is ready, and then it is removed.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepare {
+    /// The first container's command line.
+    pub command: fn(listen: &Listen) -> Vec<String>,
+    /// What to run inside it, given the port it listens on.
+    pub exec: fn(port: u16) -> Vec<String>,
 }
 
 impl BrokerSpec {
@@ -103,7 +121,25 @@ impl BrokerSpec {
 
     /// Starts a container of this broker and waits until it serves.
     pub async fn start_container(&'static self) -> Result<Container> {
-        let container = Container::run(self.name, &self.image(), self.command, self.env)
+        let mut files = match self.files {
+            Some(at) => Some((TlsFiles::generate()?, at)),
+            None => None,
+        };
+        if let Some(prepare) = self.prepare {
+            let mut first = self.run(prepare.command, files).await?;
+            first.exec(&(prepare.exec)(first.port())).await?;
+            first.stop().await?;
+            files = first.take_files().zip(self.files);
+        }
+        self.run(self.command, files).await
+    }
+
+    async fn run(
+        &self,
+        command: fn(&Listen) -> Vec<String>,
+        files: Option<(TlsFiles, &str)>,
+    ) -> Result<Container> {
+        let container = Container::run(self.name, &self.image(), command, self.env, files)
             .await
             .with_context(|| self.how_to_provide())?;
         self.wait_ready(&container).await?;
@@ -150,12 +186,26 @@ impl SharedBroker {
     /// The broker given by `EVENTLOG_TEST_<NAME>_URL`, or a new container
     /// removed when this process exits.
     pub async fn start(spec: &'static BrokerSpec) -> Result<Self> {
-        if let Some(url) = spec.given_url() {
-            return Ok(Self::Url(url));
+        match spec.given_url() {
+            Some(url) => Ok(Self::Url(url)),
+            None => Self::container(spec).await,
         }
+    }
+
+    /// A new container of `spec` even when a URL is given (a secured broker
+    /// the suite configures itself), removed when this process exits.
+    pub async fn container(spec: &'static BrokerSpec) -> Result<Self> {
         let mut container = spec.start_container().await?;
         container.remove_when_process_exits()?;
         Ok(Self::Container(container))
+    }
+
+    /// The container; `None` for a broker given by URL.
+    pub fn as_container(&self) -> Option<&Container> {
+        match self {
+            Self::Url(_) => None,
+            Self::Container(c) => Some(c),
+        }
     }
 
     /// `127.0.0.1:<monitor port>` of the container; `None` for a broker given
@@ -215,5 +265,13 @@ impl crate::FaultyBroker for OwnBroker {
     async fn start(&self) -> Result<()> {
         self.container.start().await?;
         self.spec.wait_ready(&self.container).await
+    }
+
+    async fn pause(&self) -> Result<()> {
+        self.container.pause().await
+    }
+
+    async fn unpause(&self) -> Result<()> {
+        self.container.unpause().await
     }
 }

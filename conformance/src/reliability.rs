@@ -1,0 +1,266 @@
+//! Beyond the contract (issue 8): a frozen broker, a log deleted under a
+//! live subscription, and every refusal at once. Generated for every
+//! backend by [`contract_tests!`](crate::contract_tests) next to the clauses.
+
+use crate::Fixture;
+use crate::clauses::{RECOVERY, TIMEOUT, bad_names, faulty, invalid_envelopes};
+use crate::expect_refused;
+use crate::support::{DEADLINE, append_n, event, poll_until, take, unique};
+use anyhow::{Context, Result, bail, ensure};
+use eventlog_core::{EventEnvelope, EventLog, EventLogError, SeekPosition};
+use futures::StreamExt;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How much later than its timeout a call on a frozen broker may return.
+const SLACK: Duration = Duration::from_secs(2);
+
+/// Runs `call` against a frozen broker: it must fail with a retryable typed
+/// error within [`TIMEOUT`] plus a little: [`EventLogError::Timeout`], or
+/// `Unavailable` from a client that gives up on the silent connection
+/// itself at the same bound (librdkafka's socket timeout, after which it
+/// reports all brokers down).
+async fn times_out<T: std::fmt::Debug>(
+    what: &str,
+    call: impl Future<Output = Result<T>>,
+) -> Result<()> {
+    let start = Instant::now();
+    let outcome = tokio::time::timeout(TIMEOUT * 4, call).await;
+    let took = start.elapsed();
+    let Ok(result) = outcome else {
+        bail!("{what} hung for {took:?} on a paused broker (timeout {TIMEOUT:?})");
+    };
+    let err = match result {
+        Ok(value) => bail!("{what} returned {value:?} while the broker was paused"),
+        Err(err) => err,
+    };
+    ensure!(
+        matches!(
+            err.downcast_ref::<EventLogError>(),
+            Some(EventLogError::Timeout { .. } | EventLogError::Unavailable { .. })
+        ),
+        "{what} on a paused broker: expected EventLogError::Timeout, got {err:#}"
+    );
+    ensure!(
+        took <= TIMEOUT + SLACK,
+        "{what} failed after {took:?}; the timeout is {TIMEOUT:?}"
+    );
+    Ok(())
+}
+
+/// With the broker paused, `append`, `append_batch`, `ack`, `seek`,
+/// `subscribe` and `consumer_state` fail with a typed timeout (or
+/// `Unavailable`) within the configured bound, and `last_seq_no` answers (`None`) within it; after
+/// the broker is thawed everything works again and no acknowledged append
+/// is lost.
+pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) -> Result<()> {
+    let broker = faulty(fx, "R01").await?;
+    let name = unique("r01");
+    let log = broker.open(&name, TIMEOUT).await?;
+    let before: Vec<EventEnvelope> = (0..3).map(event).collect();
+    for e in &before {
+        log.append(e.clone()).await?;
+    }
+    let consumer = unique("worker");
+    log.ack(&consumer, 1).await?;
+
+    broker.pause().await?;
+    let checks = paused_checks(&*log, &consumer, &name).await;
+    broker.unpause().await?;
+    checks?;
+
+    poll_until(
+        &format!("log {name}: appending after the pause"),
+        RECOVERY,
+        || log.append(event(9)),
+        |_| true,
+    )
+    .await?;
+    log.ack(&consumer, 3).await?;
+    log.seek(&consumer, SeekPosition::Sequence(2)).await?;
+    let mut stream = log
+        .subscribe(&unique("auditor"), SeekPosition::Beginning)
+        .await?;
+    let got = take(&mut stream, before.len()).await?;
+    for (i, (sent, got)) in before.iter().zip(&got).enumerate() {
+        ensure!(
+            got.id == sent.id && got.seq_no == Some(i as u64 + 1),
+            "log {name}: acknowledged event {} lost or moved by the pause: got {:?} at {:?}",
+            i + 1,
+            got.id,
+            got.seq_no
+        );
+    }
+    Ok(())
+}
+
+async fn paused_checks(log: &dyn EventLog, consumer: &str, name: &str) -> Result<()> {
+    let ctx = |call: &str| format!("log {name}: {call}");
+    times_out(&ctx("append"), log.append(event(5))).await?;
+    times_out(
+        &ctx("append_batch"),
+        log.append_batch(vec![event(6), event(7)]),
+    )
+    .await?;
+    times_out(&ctx("ack"), log.ack(consumer, 2)).await?;
+    times_out(&ctx("seek"), log.seek(consumer, SeekPosition::Beginning)).await?;
+    times_out(&ctx("subscribe"), async {
+        log.subscribe(consumer, SeekPosition::LastAcknowledged)
+            .await
+            .map(drop)
+    })
+    .await?;
+    times_out(&ctx("consumer_state"), log.consumer_state(consumer)).await?;
+    let start = Instant::now();
+    let last = tokio::time::timeout(TIMEOUT * 4, log.last_seq_no()).await;
+    let took = start.elapsed();
+    ensure!(
+        matches!(last, Ok(None)) && took <= TIMEOUT + SLACK,
+        "{}: expected None within {TIMEOUT:?}, got {last:?} after {took:?}",
+        ctx("last_seq_no")
+    );
+    Ok(())
+}
+
+/// A log deleted with the broker's own client under a live subscription
+/// ends that subscription (the stream yields `None`, the reason is logged)
+/// instead of hanging or panicking.
+pub async fn r02_a_deleted_log_ends_live_subscriptions(fx: &dyn Fixture) -> Result<()> {
+    let broker = fx
+        .broker()
+        .context("R02 needs a broker, and this fixture has none")?;
+    let name = unique("r02");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 2).await?;
+    let mut stream = log
+        .subscribe(&unique("reader"), SeekPosition::Beginning)
+        .await?;
+    take(&mut stream, 2).await?;
+    broker.raw_delete(&name).await?;
+    match tokio::time::timeout(DEADLINE, stream.next()).await {
+        Ok(None) => Ok(()),
+        Ok(Some(event)) => bail!(
+            "log {name}: deleted, but its subscription yielded {:?} {:?}",
+            event.seq_no,
+            event.id
+        ),
+        Err(_) => bail!("log {name}: deleted, and its subscription hung for {DEADLINE:?}"),
+    }
+}
+
+/// Every refusal of the contract, one after the other on one log: each is
+/// the typed error the contract names, and afterwards the log and the
+/// consumer are exactly as before (`last_seq_no`, `consumer_state`, the
+/// events themselves): nothing half-written.
+pub async fn r03_every_refusal_leaves_the_log_as_it_was(fx: &dyn Fixture) -> Result<()> {
+    let name = unique("r03");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 2).await?;
+    let c = unique("worker");
+    log.ack(&c, 1).await?;
+    let ctx = |call: String| format!("log {name}: {call}");
+
+    for (what, bad) in invalid_envelopes() {
+        expect_refused!(
+            log.append(bad.clone()).await,
+            EventLogError::InvalidEnvelope { .. },
+            ctx(format!("append of {what}"))
+        );
+        expect_refused!(
+            log.append_batch(vec![event(7), bad, event(8)]).await,
+            EventLogError::InvalidEnvelope { .. },
+            ctx(format!("append_batch holding {what}"))
+        );
+    }
+    let limit = log.capabilities().max_payload;
+    let too_big = || EventEnvelope::new("/s", "t", vec![0u8; limit + 1]);
+    expect_refused!(
+        log.append(too_big()).await,
+        EventLogError::PayloadTooLarge { .. },
+        ctx(format!("append of {} bytes", limit + 1))
+    );
+    expect_refused!(
+        log.append_batch(vec![event(7), too_big()]).await,
+        EventLogError::PayloadTooLarge { .. },
+        ctx("append_batch holding a payload over the limit".into())
+    );
+    expect_refused!(
+        log.subscribe(&c, SeekPosition::Sequence(0)).await,
+        EventLogError::InvalidPosition { .. },
+        ctx("subscribe at Sequence(0)".into())
+    );
+    expect_refused!(
+        log.seek(&c, SeekPosition::Sequence(0)).await,
+        EventLogError::InvalidPosition { .. },
+        ctx("seek to Sequence(0)".into())
+    );
+    for n in [0, 3, u64::MAX] {
+        expect_refused!(
+            log.ack(&c, n).await,
+            EventLogError::AckOutOfRange { .. },
+            ctx(format!("ack({n})"))
+        );
+    }
+    for bad in bad_names(64) {
+        let call = |method: &str| ctx(format!("{method} with consumer {bad:?}"));
+        expect_refused!(
+            log.subscribe(&bad, SeekPosition::Beginning).await,
+            EventLogError::InvalidConsumerName { .. },
+            call("subscribe")
+        );
+        expect_refused!(
+            log.ack(&bad, 1).await,
+            EventLogError::InvalidConsumerName { .. },
+            call("ack")
+        );
+        expect_refused!(
+            log.seek(&bad, SeekPosition::Latest).await,
+            EventLogError::InvalidConsumerName { .. },
+            call("seek")
+        );
+        expect_refused!(
+            log.consumer_state(&bad).await,
+            EventLogError::InvalidConsumerName { .. },
+            call("consumer_state")
+        );
+    }
+    for bad in bad_names(128) {
+        expect_refused!(
+            fx.open(&bad).await,
+            EventLogError::InvalidLogName { .. },
+            format!("open log {bad:?}")
+        );
+    }
+
+    let last = log.last_seq_no().await;
+    ensure!(
+        last == Some(2),
+        "log {name}: after the refusals last_seq_no is {last:?}, expected Some(2)"
+    );
+    let state = log.consumer_state(&c).await?;
+    ensure!(
+        state.last_acknowledged == Some(1),
+        "log {name}: after the refusals consumer {c} is at {state:?}, expected last acked 1"
+    );
+    let mut stream = log
+        .subscribe(&unique("auditor"), SeekPosition::Beginning)
+        .await?;
+    let got = take(&mut stream, 2).await?;
+    log.append(event(3)).await?;
+    let next = take(&mut stream, 1).await?;
+    ensure!(
+        got.iter()
+            .chain(&next)
+            .map(|e| e.seq_no)
+            .collect::<Vec<_>>()
+            == [Some(1), Some(2), Some(3)]
+            && next[0].payload.as_ref() == b"event-3",
+        "log {name}: after the refusals the log reads {:?}, expected exactly 1, 2 and then the new 3",
+        got.iter()
+            .chain(&next)
+            .map(|e| (e.seq_no, e.payload.clone()))
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
