@@ -15,7 +15,7 @@ pub(crate) trait Target: Send + Sync {
     /// Stores one event and waits for the broker's acknowledgement.
     async fn append(&self, event: EventEnvelope) -> Result<()>;
     /// Stores the events in order, in the client's fastest way.
-    async fn append_batch(&self, events: &[EventEnvelope]) -> Result<()>;
+    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<()>;
     /// Reads the log from the beginning as `consumer` until the `n`th event
     /// arrives, acknowledging every `ack_every`th event (0: none).
     async fn consume(&self, consumer: &str, n: u64, ack_every: u64) -> Result<()>;
@@ -32,8 +32,8 @@ impl Target for Log {
         self.0.append(event).await.map(drop)
     }
 
-    async fn append_batch(&self, events: &[EventEnvelope]) -> Result<()> {
-        self.0.append_batch(events.to_vec()).await.map(drop)
+    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<()> {
+        self.0.append_batch(events).await.map(drop)
     }
 
     async fn consume(&self, consumer: &str, n: u64, ack_every: u64) -> Result<()> {

@@ -14,7 +14,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::consumer::pull::Batch;
 use chrono::{DateTime, Utc};
 use eventlog_core::{Backoff, EventEnvelope, EventSource, EventStream, SeqNo, into_stream};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 /// Messages per pull request.
 const BATCH: usize = 512;
@@ -108,7 +108,13 @@ impl Subscription {
                 self.batch.insert(batch)
             }
         };
-        let message = match tokio::time::timeout(block + timeout, batch.next()).await {
+        // A message already received needs no timer: one per message would
+        // cost more than the rest of its handling.
+        let next = match batch.next().now_or_never() {
+            Some(next) => Ok(next),
+            None => tokio::time::timeout(block + timeout, batch.next()).await,
+        };
+        let message = match next {
             Err(_) => {
                 return Err(Failure::Transient(format!(
                     "no answer to a pull within {:?}",

@@ -53,6 +53,7 @@
 
 mod codec;
 mod config;
+mod delivered;
 mod error;
 mod log;
 mod scripts;

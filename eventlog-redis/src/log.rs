@@ -1,6 +1,7 @@
 //! `RedisEventLog`: the `EventLog` methods over one stream key.
 
 use crate::config::RedisConfig;
+use crate::delivered::Delivered;
 use crate::error::{BACKEND, from_redis};
 use crate::{codec, scripts, subscription};
 use async_trait::async_trait;
@@ -29,6 +30,8 @@ pub(crate) struct Inner {
     pub(crate) key: String,
     pub(crate) client: redis::Client,
     conn: ConnectionManager,
+    /// What the subscriptions of this handle read and did not acknowledge.
+    pub(crate) delivered: Delivered,
 }
 
 impl fmt::Debug for RedisEventLog {
@@ -64,6 +67,7 @@ impl RedisEventLog {
                 key,
                 client,
                 conn,
+                delivered: Delivered::default(),
             }),
         })
     }
@@ -119,8 +123,22 @@ impl RedisEventLog {
         .await
     }
 
+    /// Acknowledges exactly the entries `ids` with one `XACK`; `false` when
+    /// the server had fewer of them pending.
+    async fn xack(&self, consumer: &str, ids: std::ops::RangeInclusive<SeqNo>) -> Result<bool> {
+        let expected = ids.clone().count();
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(&self.inner.key).arg(consumer);
+        for n in ids {
+            cmd.arg(format!("0-{n}"));
+        }
+        let acked: usize = self.query("ack", cmd).await?;
+        Ok(acked == expected)
+    }
+
     /// Moves `consumer` to `position` (anything but `LastAcknowledged`).
     async fn move_to(&self, consumer: &str, position: SeekPosition) -> Result<()> {
+        self.inner.delivered.forget(consumer);
         let id = match position {
             SeekPosition::Beginning => "0-0".to_owned(),
             SeekPosition::Latest => "$".to_owned(),
@@ -268,6 +286,7 @@ impl EventLog for RedisEventLog {
         validate::consumer_name(consumer)?;
         validate::position(position)?;
         if position == SeekPosition::LastAcknowledged {
+            self.inner.delivered.forget(consumer);
             self.script::<i64>("subscribe", &scripts::ENSURE_GROUP, &[consumer])
                 .await?;
         } else {
@@ -286,6 +305,14 @@ impl EventLog for RedisEventLog {
             }
             .into());
         }
+        if let Some(ids) = self.inner.delivered.pending_up_to(consumer, seq_no) {
+            if self.xack(consumer, ids).await? {
+                self.inner.delivered.acked(consumer, seq_no);
+                return Ok(());
+            }
+            // Someone else moved the group: the script decides.
+            self.inner.delivered.forget(consumer);
+        }
         let (accepted, last): (i64, u64) = self
             .script("ack", &scripts::ACK, &[consumer, &seq_no.to_string()])
             .await?;
@@ -298,6 +325,7 @@ impl EventLog for RedisEventLog {
             }
             .into());
         }
+        self.inner.delivered.acked(consumer, seq_no);
         Ok(())
     }
 

@@ -158,8 +158,12 @@ impl Subscription {
             }
             return Ok(());
         }
+        let mut first_new = None;
         for (id, fields) in entries {
             let seq = codec::seq_of(&id).map_err(|e| Failure::Fatal(e.to_string()))?;
+            if seq > self.last {
+                first_new.get_or_insert(seq);
+            }
             if let Phase::Pending(after) = &mut self.phase {
                 after.clone_from(&id);
             }
@@ -171,7 +175,18 @@ impl Subscription {
             self.last = seq;
             self.buffer.push_back(event);
         }
+        if let Some(first) = first_new {
+            self.inner
+                .delivered
+                .read(&self.consumer, first, self.last.max(first));
+        }
         Ok(())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.inner.delivered.forget(&self.consumer);
     }
 }
 

@@ -93,7 +93,7 @@ impl Target for RawKafka {
         Ok(())
     }
 
-    async fn append_batch(&self, events: &[EventEnvelope]) -> Result<()> {
+    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<()> {
         let deliveries: Vec<_> = events
             .iter()
             .map(|e| {

@@ -71,9 +71,9 @@ impl Target for RawNats {
         Ok(())
     }
 
-    async fn append_batch(&self, events: &[EventEnvelope]) -> Result<()> {
+    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<()> {
         let mut acks = Vec::with_capacity(events.len());
-        for event in events {
+        for event in &events {
             acks.push(self.publish(event).await?);
         }
         for ack in acks {

@@ -65,10 +65,10 @@ impl Target for RawRedis {
         Ok(())
     }
 
-    async fn append_batch(&self, events: &[EventEnvelope]) -> Result<()> {
+    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for event in events {
+        for event in &events {
             pipe.add_command(self.xadd(event));
         }
         pipe.query_async::<Vec<String>>(&mut self.conn.clone())
