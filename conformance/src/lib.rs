@@ -20,6 +20,7 @@ pub mod harness;
 mod macros;
 pub mod reliability;
 pub mod security;
+pub mod strategies;
 pub mod support;
 
 pub use fixture::{Broker, FaultyBroker, Fixture};

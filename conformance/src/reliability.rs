@@ -5,7 +5,7 @@
 use crate::Fixture;
 use crate::clauses::{RECOVERY, TIMEOUT, bad_names, faulty, invalid_envelopes};
 use crate::expect_refused;
-use crate::support::{DEADLINE, append_n, event, poll_until, take, unique};
+use crate::support::{DEADLINE, append_n, event, expect_intact, poll_until, take, unique};
 use anyhow::{Context, Result, bail, ensure};
 use eventlog_core::{EventEnvelope, EventLog, EventLogError, SeekPosition};
 use futures::StreamExt;
@@ -79,20 +79,7 @@ pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) 
     .await?;
     log.ack(&consumer, 3).await?;
     log.seek(&consumer, SeekPosition::Sequence(2)).await?;
-    let mut stream = log
-        .subscribe(&unique("auditor"), SeekPosition::Beginning)
-        .await?;
-    let got = take(&mut stream, before.len()).await?;
-    for (i, (sent, got)) in before.iter().zip(&got).enumerate() {
-        ensure!(
-            got.id == sent.id && got.seq_no == Some(i as u64 + 1),
-            "log {name}: acknowledged event {} lost or moved by the pause: got {:?} at {:?}",
-            i + 1,
-            got.id,
-            got.seq_no
-        );
-    }
-    Ok(())
+    expect_intact(&*log, &before, &format!("log {name}: after the pause")).await
 }
 
 async fn paused_checks(log: &dyn EventLog, consumer: &str, name: &str) -> Result<()> {

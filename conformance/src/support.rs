@@ -138,3 +138,28 @@ macro_rules! expect_refused {
         }
     }};
 }
+
+/// Checks that `log` still holds `sent`, acknowledged by their appends as
+/// 1, 2, …, each at its place: nothing an outage or a pause did lost or
+/// moved them.
+pub async fn expect_intact(
+    log: &dyn EventLog,
+    sent: &[EventEnvelope],
+    context: &str,
+) -> Result<()> {
+    let mut stream = log
+        .subscribe(&unique("auditor"), eventlog_core::SeekPosition::Beginning)
+        .await?;
+    let got = take(&mut stream, sent.len()).await?;
+    for (i, (sent, got)) in sent.iter().zip(&got).enumerate() {
+        if got.id != sent.id || got.seq_no != Some(i as u64 + 1) {
+            bail!(
+                "{context}: acknowledged event {} lost or moved: got {:?} at {:?}",
+                i + 1,
+                got.id,
+                got.seq_no
+            );
+        }
+    }
+    Ok(())
+}

@@ -75,8 +75,8 @@ fn read_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eventlog_core::validate;
-    use proptest::collection::{btree_map, vec};
+    use conformance::strategies::{TEXT, envelope, mutate, ok_or_decode};
+    use proptest::collection::vec;
     use proptest::option;
     use proptest::prelude::*;
     use proptest::sample::{Index, select};
@@ -123,34 +123,6 @@ mod tests {
             decode(1, None::<&OwnedHeaders>, b"x", at),
             Err(EventLogError::Decode { .. })
         ));
-    }
-
-    /// Text a valid envelope may hold: anything but control characters, with
-    /// spaces and printable ASCII (`%`, `"`) frequent so edge cases come up.
-    const TEXT: &str = "( |[!-~]|[^\\p{Cc}]){0,12}";
-
-    /// Envelopes `validate::envelope` accepts, `time` to the nanosecond (the
-    /// codec writes it exactly; core's tests cover every precision).
-    fn envelope() -> impl Strategy<Value = EventEnvelope> {
-        let strings = ([TEXT; 3], option::of(TEXT), option::of(TEXT));
-        let more = (
-            btree_map("[a-z0-9]{1,20}", TEXT, 0..4),
-            vec(any::<u8>(), 0..64),
-        );
-        (strings, more, 0..253_402_300_799i64, 0..1_000_000_000u32)
-            .prop_map(|(([id, src, ty], subject, ctype), (ext, data), secs, ns)| {
-                let mut e = EventEnvelope::new(src, ty, data).with_id(id);
-                e.time = DateTime::from_timestamp(secs, ns).expect("in range");
-                (e.subject, e.content_type, e.extensions) = (subject, ctype, ext);
-                e
-            })
-            .prop_filter("valid", |e| validate::envelope(e, usize::MAX).is_ok())
-    }
-
-    /// `Ok`, or a `Decode` error for `seq_no`.
-    fn ok_or_decode<T>(result: &Result<T, EventLogError>, seq_no: SeqNo) -> bool {
-        let decode = |e: &_| matches!(e, &EventLogError::Decode { seq_no: at, .. } if at == seq_no);
-        result.as_ref().err().is_none_or(decode)
     }
 
     type Pairs = Vec<(String, Option<Vec<u8>>)>;
@@ -230,11 +202,7 @@ mod tests {
             replacement in option::of(value()),
         ) {
             let mut pairs = pairs(&encode(&e));
-            let at = at.index(pairs.len());
-            match replacement {
-                Some(value) => pairs[at].1 = value,
-                None => drop(pairs.remove(at)),
-            }
+            mutate(&mut pairs, at, replacement);
             let headers = headers(&pairs);
             let decoded = decode(2, Some(headers.as_borrowed()), &e.payload, DateTime::UNIX_EPOCH);
             prop_assert!(ok_or_decode(&decoded, 2), "{decoded:?}");

@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use conformance::harness::{KAFKA_SASL, PASSWORD, SharedBroker, USER};
+use conformance::harness::{Container, KAFKA_SASL, PASSWORD, SharedBroker, USER};
 use conformance::security::{Access, Secured};
 use eventlog_core::EventLog;
 use eventlog_kafka::{KafkaConfig, KafkaConfigBuilder, KafkaEventLog};
@@ -18,20 +18,12 @@ use tokio::sync::OnceCell;
 
 const MECHANISM: &str = "SCRAM-SHA-512";
 
-struct SaslKafka {
-    bootstrap: String,
-}
+struct SaslKafka(&'static Container);
 
 impl SaslKafka {
     async fn shared() -> Result<Self> {
         static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
-        let broker = SHARED
-            .get_or_try_init(|| SharedBroker::container(&KAFKA_SASL))
-            .await?;
-        let container = broker.as_container().context("a container")?;
-        Ok(Self {
-            bootstrap: container.address(),
-        })
+        Ok(Self(SharedBroker::secured(&SHARED, &KAFKA_SASL).await?))
     }
 }
 
@@ -43,7 +35,7 @@ impl Secured for SaslKafka {
         access: Access,
         timeout: Duration,
     ) -> Result<Arc<dyn EventLog>> {
-        let builder = KafkaConfig::builder(&self.bootstrap, log).with_timeout(timeout);
+        let builder = KafkaConfig::builder(self.0.address(), log).with_timeout(timeout);
         let config = match access {
             Access::Granted => builder.with_sasl(MECHANISM, USER, PASSWORD),
             Access::WrongPassword(password) => builder.with_sasl(MECHANISM, USER, password),

@@ -59,9 +59,9 @@ pub(crate) fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eventlog_core::validate;
+    use conformance::strategies::{TEXT, envelope, mutate, ok_or_decode};
     use percent_encoding::{NON_ALPHANUMERIC, percent_encode};
-    use proptest::collection::{btree_map, vec};
+    use proptest::collection::vec;
     use proptest::option;
     use proptest::prelude::*;
     use proptest::sample::{Index, select};
@@ -105,34 +105,6 @@ mod tests {
             decode(1, None, b"x", published),
             Err(EventLogError::Decode { .. })
         ));
-    }
-
-    /// Text a valid envelope may hold: anything but control characters, with
-    /// spaces and printable ASCII (`%`, `"`) frequent so edge cases come up.
-    const TEXT: &str = "( |[!-~]|[^\\p{Cc}]){0,12}";
-
-    /// Envelopes `validate::envelope` accepts, `time` to the nanosecond (the
-    /// codec writes it exactly; core's tests cover every precision).
-    fn envelope() -> impl Strategy<Value = EventEnvelope> {
-        let strings = ([TEXT; 3], option::of(TEXT), option::of(TEXT));
-        let more = (
-            btree_map("[a-z0-9]{1,20}", TEXT, 0..4),
-            vec(any::<u8>(), 0..64),
-        );
-        (strings, more, 0..253_402_300_799i64, 0..1_000_000_000u32)
-            .prop_map(|(([id, src, ty], subject, ctype), (ext, data), secs, ns)| {
-                let mut e = EventEnvelope::new(src, ty, data).with_id(id);
-                e.time = DateTime::from_timestamp(secs, ns).expect("in range");
-                (e.subject, e.content_type, e.extensions) = (subject, ctype, ext);
-                e
-            })
-            .prop_filter("valid", |e| validate::envelope(e, usize::MAX).is_ok())
-    }
-
-    /// `Ok`, or a `Decode` error for `seq_no`.
-    fn ok_or_decode<T>(result: &Result<T, EventLogError>, seq_no: SeqNo) -> bool {
-        let decode = |e: &_| matches!(e, &EventLogError::Decode { seq_no: at, .. } if at == seq_no);
-        result.as_ref().err().is_none_or(decode)
     }
 
     /// `headers` as async-nats's reader rebuilds them from the wire, which
@@ -218,11 +190,7 @@ mod tests {
             replacement in option::of(value()),
         ) {
             let mut headers = pairs(&encode(&e));
-            let at = at.index(headers.len());
-            match replacement {
-                Some(value) => headers[at].1 = value,
-                None => drop(headers.remove(at)),
-            }
+            mutate(&mut headers, at, replacement);
             let decoded = decode(2, Some(&received(&headers)), &e.payload, DateTime::UNIX_EPOCH);
             prop_assert!(ok_or_decode(&decoded, 2), "{decoded:?}");
         }

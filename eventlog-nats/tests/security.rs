@@ -4,34 +4,20 @@
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use conformance::harness::{NATS_SECURE, PASSWORD, SharedBroker, USER};
+use conformance::harness::{Container, NATS_SECURE, PASSWORD, SharedBroker, USER};
 use conformance::security::{Access, Secured};
 use eventlog_core::EventLog;
 use eventlog_nats::{NatsConfig, NatsConfigBuilder, NatsEventLog};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-struct SecureNats {
-    address: String,
-    ca: PathBuf,
-    other_ca: PathBuf,
-}
+struct SecureNats(&'static Container);
 
 impl SecureNats {
     async fn shared() -> Result<Self> {
         static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
-        let broker = SHARED
-            .get_or_try_init(|| SharedBroker::container(&NATS_SECURE))
-            .await?;
-        let container = broker.as_container().context("a container")?;
-        let tls = container.tls().context("NATS_SECURE mounts certificates")?;
-        Ok(Self {
-            address: container.address(),
-            ca: tls.ca(),
-            other_ca: tls.other_ca(),
-        })
+        Ok(Self(SharedBroker::secured(&SHARED, &NATS_SECURE).await?))
     }
 }
 
@@ -43,7 +29,9 @@ impl Secured for SecureNats {
         access: Access,
         timeout: Duration,
     ) -> Result<Arc<dyn EventLog>> {
-        let tls = format!("tls://{}", self.address);
+        let files = self.0.tls().context("NATS_SECURE mounts certificates")?;
+        let (address, ca, other_ca) = (self.0.address(), files.ca(), files.other_ca());
+        let tls = format!("tls://{}", address);
         let builder = |url: &str| {
             NatsConfig::builder(url, log)
                 .with_require_tls(url.starts_with("tls://"))
@@ -51,17 +39,17 @@ impl Secured for SecureNats {
         };
         let config = match access {
             Access::Granted => builder(&tls)
-                .with_root_certificates(&self.ca)
+                .with_root_certificates(&ca)
                 .with_user_password(USER, PASSWORD),
             Access::WrongPassword(password) => builder(&tls)
-                .with_root_certificates(&self.ca)
+                .with_root_certificates(&ca)
                 .with_user_password(USER, password),
-            Access::Anonymous => builder(&tls).with_root_certificates(&self.ca),
+            Access::Anonymous => builder(&tls).with_root_certificates(&ca),
             Access::PlainText => {
-                builder(&format!("nats://{}", self.address)).with_user_password(USER, PASSWORD)
+                builder(&format!("nats://{}", address)).with_user_password(USER, PASSWORD)
             }
             Access::UntrustedCa => builder(&tls)
-                .with_root_certificates(&self.other_ca)
+                .with_root_certificates(&other_ca)
                 .with_user_password(USER, PASSWORD),
             other => anyhow::bail!("no such access here: {other:?}"),
         };

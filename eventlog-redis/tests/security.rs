@@ -4,36 +4,20 @@
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use conformance::harness::{PASSWORD, REDIS_SECURE, SharedBroker, USER};
+use conformance::harness::{Container, PASSWORD, REDIS_SECURE, SharedBroker, USER};
 use conformance::security::{Access, Secured};
 use eventlog_core::EventLog;
 use eventlog_redis::{RedisConfig, RedisConfigBuilder, RedisEventLog};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-struct SecureRedis {
-    address: String,
-    ca: PathBuf,
-    other_ca: PathBuf,
-}
+struct SecureRedis(&'static Container);
 
 impl SecureRedis {
     async fn shared() -> Result<Self> {
         static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
-        let broker = SHARED
-            .get_or_try_init(|| SharedBroker::container(&REDIS_SECURE))
-            .await?;
-        let container = broker.as_container().context("a container")?;
-        let tls = container
-            .tls()
-            .context("REDIS_SECURE mounts certificates")?;
-        Ok(Self {
-            address: container.address(),
-            ca: tls.ca(),
-            other_ca: tls.other_ca(),
-        })
+        Ok(Self(SharedBroker::secured(&SHARED, &REDIS_SECURE).await?))
     }
 }
 
@@ -45,23 +29,25 @@ impl Secured for SecureRedis {
         access: Access,
         timeout: Duration,
     ) -> Result<Arc<dyn EventLog>> {
-        let tls = format!("rediss://{}", self.address);
+        let files = self.0.tls().context("REDIS_SECURE mounts certificates")?;
+        let (address, ca, other_ca) = (self.0.address(), files.ca(), files.other_ca());
+        let tls = format!("rediss://{}", address);
         let builder = |url: &str| RedisConfig::builder(url, log).with_timeout(timeout);
         let config = match access {
             Access::Granted => builder(&tls)
-                .with_root_certificates(&self.ca)
+                .with_root_certificates(&ca)
                 .with_username(USER)
                 .with_password(PASSWORD),
             Access::WrongPassword(password) => builder(&tls)
-                .with_root_certificates(&self.ca)
+                .with_root_certificates(&ca)
                 .with_username(USER)
                 .with_password(password),
-            Access::Anonymous => builder(&tls).with_root_certificates(&self.ca),
-            Access::PlainText => builder(&format!("redis://{}", self.address))
+            Access::Anonymous => builder(&tls).with_root_certificates(&ca),
+            Access::PlainText => builder(&format!("redis://{}", address))
                 .with_username(USER)
                 .with_password(PASSWORD),
             Access::UntrustedCa => builder(&tls)
-                .with_root_certificates(&self.other_ca)
+                .with_root_certificates(&other_ca)
                 .with_username(USER)
                 .with_password(PASSWORD),
             other => anyhow::bail!("no such access here: {other:?}"),

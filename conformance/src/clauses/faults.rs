@@ -1,7 +1,9 @@
 //! Faults: broker restarts (C25), an unreachable broker (C26) and a consumer
 //! that dies before acknowledging (C27).
 
-use crate::support::{append_n, event, expect_seq_nos, next_within, poll_until, take, unique};
+use crate::support::{
+    append_n, event, expect_intact, expect_seq_nos, next_within, poll_until, take, unique,
+};
 use crate::{FaultyBroker, Fixture};
 use anyhow::{Context, Result, bail, ensure};
 use eventlog_core::{EventLogError, SeekPosition};
@@ -109,20 +111,7 @@ pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) ->
         |_| true,
     )
     .await?;
-    let mut stream = log
-        .subscribe(&unique("auditor"), SeekPosition::Beginning)
-        .await?;
-    let got = take(&mut stream, before.len()).await?;
-    for (i, (sent, got)) in before.iter().zip(&got).enumerate() {
-        ensure!(
-            got.id == sent.id && got.seq_no == Some(i as u64 + 1),
-            "log {name}: acknowledged event {} lost or moved: got {:?} {:?}",
-            i + 1,
-            got.id,
-            got.seq_no
-        );
-    }
-    Ok(())
+    expect_intact(&*log, &before, &format!("log {name}")).await
 }
 
 /// C27 A consumer that dies after receiving events but before acknowledging

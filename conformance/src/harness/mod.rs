@@ -34,6 +34,7 @@ use eventlog_core::EventLog;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 /// How long a broker may take to answer after its container starts.
@@ -200,11 +201,15 @@ impl SharedBroker {
         Ok(Self::Container(container))
     }
 
-    /// The container; `None` for a broker given by URL.
-    pub fn as_container(&self) -> Option<&Container> {
-        match self {
-            Self::Url(_) => None,
-            Self::Container(c) => Some(c),
+    /// The container of a secured broker kept in `cell`, started by the
+    /// first test of the binary that asks (see [`container`](Self::container)).
+    pub async fn secured(
+        cell: &'static OnceCell<SharedBroker>,
+        spec: &'static BrokerSpec,
+    ) -> Result<&'static Container> {
+        match cell.get_or_try_init(|| Self::container(spec)).await? {
+            Self::Container(c) => Ok(c),
+            Self::Url(_) => bail!("{} is always a container of the suite's own", spec.name),
         }
     }
 
