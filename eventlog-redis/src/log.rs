@@ -154,16 +154,17 @@ impl RedisEventLog {
 /// A `redis::Client` for the server of `config`, credentials included.
 pub(crate) fn client_for(config: &RedisConfig) -> Result<redis::Client> {
     use redis::IntoConnectionInfo;
-    if config.url.starts_with("rediss://") {
-        if !cfg!(feature = "tls") {
-            return Err(EventLogError::InvalidConfig {
-                reason: "rediss:// needs the `tls` feature of eventlog-redis".into(),
-            }
-            .into());
+    let tls = config.url.starts_with("rediss://");
+    if tls && !cfg!(feature = "tls") {
+        return Err(EventLogError::InvalidConfig {
+            reason: "rediss:// needs the `tls` feature of eventlog-redis".into(),
         }
-        // rustls needs a process-wide crypto provider; the redis client
-        // picks none. Ours is ring, unless the application installed one.
-        #[cfg(feature = "tls")]
+        .into());
+    }
+    // rustls needs a process-wide crypto provider; the redis client picks
+    // none. Ours is ring, unless the application installed one.
+    #[cfg(feature = "tls")]
+    if tls {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
     let info =

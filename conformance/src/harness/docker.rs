@@ -11,7 +11,9 @@ use tokio::process::Command;
 /// find: `docker ps -a --filter label=eventlog-test`.
 pub(crate) const LABEL: &str = "eventlog-test";
 
-/// One broker container, removed when dropped.
+/// One broker container, removed when dropped, and in any case once this
+/// process has exited (a watcher process sees to it, even after a crash or
+/// for a container kept in a `static`, which is never dropped).
 #[derive(Debug)]
 pub struct Container {
     id: String,
@@ -20,9 +22,6 @@ pub struct Container {
     /// How many times the container was started, to tell a fresh ready
     /// line in its logs from an old one.
     starts: AtomicUsize,
-    /// Set once a watcher process removes the container at process exit, so
-    /// `Drop` leaves it alone.
-    reaped: bool,
     /// The certificates (and data) directory mounted into the container.
     files: Option<TlsFiles>,
 }
@@ -112,14 +111,15 @@ impl Container {
             args.extend(command.iter().map(String::as_str));
             match docker(&args).await {
                 Ok(id) => {
-                    return Ok(Self {
+                    let container = Self {
                         id,
                         port,
                         monitor_port,
                         starts: AtomicUsize::new(1),
-                        reaped: false,
                         files,
-                    });
+                    };
+                    container.remove_when_process_exits()?;
+                    return Ok(container);
                 }
                 Err(err) => last_error = Some(err),
             }
@@ -212,10 +212,9 @@ impl Container {
         }
     }
 
-    /// Leaves the container's removal to a small watcher process that
-    /// removes it once this process has exited: a container kept in a
-    /// `static` is never dropped.
-    pub fn remove_when_process_exits(&mut self) -> Result<()> {
+    /// Starts a small watcher process that removes the container (and its
+    /// files) once this process has exited.
+    fn remove_when_process_exits(&self) -> Result<()> {
         // The watcher runs in the background of a shell that exits at once,
         // so it is nobody's child to wait for.
         // A container kept in a `static` never drops its files either.
@@ -238,20 +237,17 @@ impl Container {
         if !status.success() {
             bail!("the container's watcher did not start: {status}");
         }
-        self.reaped = true;
         Ok(())
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        if !self.reaped {
-            // Blocking is fine here: tests drop containers at their end.
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "--force", "--volumes", &self.id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        // Blocking is fine here: tests drop containers at their end.
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "--force", "--volumes", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }

@@ -194,11 +194,9 @@ impl SharedBroker {
     }
 
     /// A new container of `spec` even when a URL is given (a secured broker
-    /// the suite configures itself), removed when this process exits.
+    /// the suite configures itself).
     pub async fn container(spec: &'static BrokerSpec) -> Result<Self> {
-        let mut container = spec.start_container().await?;
-        container.remove_when_process_exits()?;
-        Ok(Self::Container(container))
+        Ok(Self::Container(spec.start_container().await?))
     }
 
     /// The container of a secured broker kept in `cell`, started by the
