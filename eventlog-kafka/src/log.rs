@@ -55,12 +55,21 @@ impl fmt::Debug for KafkaEventLog {
 }
 
 /// The librdkafka settings every client of `config` shares.
-pub(crate) fn client_config(config: &KafkaConfig) -> ClientConfig {
+///
+/// Clients whose every call is bounded by the operation timeout (the
+/// producer, the admin and offset clients) give up on a silent connection
+/// after it too (`socket.timeout.ms`); a subscription's reader keeps
+/// librdkafka's default (60 s), since a fetch may legitimately take longer
+/// than one operation (a broker that answers a fetch from the start of a
+/// long log with all of it), and one abandoned at the timeout would be sent
+/// again forever.
+pub(crate) fn client_config(config: &KafkaConfig, bounded: bool) -> ClientConfig {
     let mut c = ClientConfig::new();
-    let timeout_ms = config.timeout.as_millis().to_string();
+    if bounded {
+        c.set("socket.timeout.ms", config.timeout.as_millis().to_string());
+    }
     c.set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", format!("eventlog-{}", config.log))
-        .set("socket.timeout.ms", &timeout_ms)
         .set(
             "security.protocol",
             match (config.tls, config.sasl.is_some()) {
@@ -171,7 +180,7 @@ impl KafkaEventLog {
     async fn topic_partitions(&self) -> Result<Option<usize>> {
         let config = &self.inner.config;
         if config.create_topic {
-            let admin: AdminClient<DefaultClientContext> = client_config(config)
+            let admin: AdminClient<DefaultClientContext> = client_config(config, true)
                 .create()
                 .map_err(|e| invalid_config(&e))?;
             let retention = config
@@ -284,7 +293,7 @@ impl KafkaEventLog {
         if let Some(client) = groups.get(&group) {
             return Ok(client.clone());
         }
-        let client: BaseConsumer = client_config(&self.inner.config)
+        let client: BaseConsumer = client_config(&self.inner.config, true)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .create()
@@ -339,7 +348,7 @@ impl KafkaEventLog {
     /// A Kafka consumer for a subscription of `consumer`, reading from
     /// `offset`.
     pub(crate) fn reader(&self, consumer: &str, offset: SeqNo) -> Result<StreamConsumer> {
-        let reader: StreamConsumer = client_config(&self.inner.config)
+        let reader: StreamConsumer = client_config(&self.inner.config, false)
             .set("group.id", self.inner.config.group(consumer))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -390,7 +399,7 @@ fn new_producer(
     config: &KafkaConfig,
     watch: &AuthWatch,
 ) -> Result<FutureProducer<AuthWatch>, EventLogError> {
-    client_config(config)
+    client_config(config, true)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "0")

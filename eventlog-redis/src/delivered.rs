@@ -29,15 +29,20 @@ struct Window {
 }
 
 impl Delivered {
-    /// A subscription of `consumer` read the entries `first..=last`. The
-    /// first read of a subscription starts at the group's oldest pending
-    /// entry (or, with none pending, just after its last delivered one), so
-    /// everything before `first` is acknowledged.
-    pub(crate) fn read(&self, consumer: &str, first: SeqNo, last: SeqNo) {
+    /// A subscription of `consumer` read the entries `first..=last`.
+    ///
+    /// Only the first read of a subscription (`opening`) starts a window:
+    /// it starts at the group's oldest pending entry (or, with none
+    /// pending, just after its last delivered one), so everything before
+    /// `first` is acknowledged. A later read says nothing of the entries
+    /// before it, so once a window is forgotten (an `XACK` that found less
+    /// pending than expected) that subscription's acks go through the
+    /// script.
+    pub(crate) fn read(&self, consumer: &str, first: SeqNo, last: SeqNo, opening: bool) {
         let mut windows = self.0.lock().expect("delivered lock poisoned");
         match windows.get_mut(consumer) {
             Some(window) => window.read = window.read.max(last),
-            None => {
+            None if opening => {
                 windows.insert(
                     consumer.to_owned(),
                     Window {
@@ -46,6 +51,7 @@ impl Delivered {
                     },
                 );
             }
+            None => {}
         }
     }
 

@@ -53,6 +53,8 @@ struct Subscription {
     buffer: VecDeque<EventEnvelope>,
     /// The last sequence number handed out.
     last: SeqNo,
+    /// Whether this subscription has read any entry yet.
+    opened: bool,
 }
 
 /// Opens the subscription of `consumer`, whose group exists and is where it
@@ -66,6 +68,7 @@ pub(crate) async fn open(inner: Arc<Inner>, consumer: String) -> Result<EventStr
         phase: Phase::Pending("0".into()),
         buffer: VecDeque::new(),
         last: 0,
+        opened: false,
     };
     Ok(into_stream(subscription))
 }
@@ -176,9 +179,10 @@ impl Subscription {
             self.buffer.push_back(event);
         }
         if let Some(first) = first_new {
+            let opening = !std::mem::replace(&mut self.opened, true);
             self.inner
                 .delivered
-                .read(&self.consumer, first, self.last.max(first));
+                .read(&self.consumer, first, self.last.max(first), opening);
         }
         Ok(())
     }

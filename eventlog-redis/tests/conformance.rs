@@ -196,3 +196,33 @@ fn entry_seq(id: &str) -> Result<SeqNo> {
 
 conformance::contract_tests!(broker: Redis::shared().await?);
 conformance::contract_tests!(deletion: Redis::shared().await?);
+
+/// Acks of entries this handle read are plain `XACK`s (`delivered.rs`).
+/// An ack applied meanwhile through another handle (or one that timed out
+/// and was applied after all) must not stop later acks from counting: the
+/// soak found `ack` returning Ok while the group's position stayed put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_keep_counting_after_an_ack_through_another_handle() -> Result<()> {
+    use conformance::support::{append_n, take, unique};
+    use eventlog_core::SeekPosition;
+    let fx = Redis::shared().await?;
+    let name = unique("fast-ack");
+    let (reader, other) = (fx.open(&name).await?, fx.open(&name).await?);
+    let c = unique("worker");
+    append_n(&*reader, 10).await?;
+    let mut stream = reader.subscribe(&c, SeekPosition::Beginning).await?;
+    take(&mut stream, 10).await?;
+    other.ack(&c, 5).await?;
+    reader.ack(&c, 6).await?;
+    append_n(&*reader, 10).await?;
+    take(&mut stream, 10).await?;
+    reader.ack(&c, 20).await?;
+    let state = reader.consumer_state(&c).await?;
+    anyhow::ensure!(
+        state.last_acknowledged == Some(20),
+        "log {name}: after ack(20) the position is {state:?}"
+    );
+    let raw = fx.raw_acked(&name, &c).await?;
+    anyhow::ensure!(raw == Some(20), "log {name}: XPENDING/XINFO show {raw:?}");
+    Ok(())
+}
