@@ -90,6 +90,9 @@ type Open = Arc<
 /// broker, through its raw client.
 pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport> {
     let counts = counts(backend, scale);
+    // The broker's container lives as long as this run (it is removed when
+    // dropped).
+    let mut broker: Option<SharedBroker> = None;
     let (ours, raw): (Open, Option<Open>) = match backend {
         // A log of its own per workload, dropped after it: the process-wide
         // `memory://` logs would keep every workload's events.
@@ -105,20 +108,27 @@ pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport>
             None,
         ),
         Backend::Redis => on_broker(
-            SharedBroker::start(&REDIS).await?.url("redis"),
+            broker
+                .insert(SharedBroker::start(&REDIS).await?)
+                .url("redis"),
             |url, log| {
                 Box::pin(async move {
                     Ok(Arc::new(RawRedis::open(&url, &log).await?) as Arc<dyn Target>)
                 })
             },
         ),
-        Backend::Nats => on_broker(SharedBroker::start(&NATS).await?.url("nats"), |url, log| {
-            Box::pin(
-                async move { Ok(Arc::new(RawNats::open(&url, &log).await?) as Arc<dyn Target>) },
-            )
-        }),
+        Backend::Nats => on_broker(
+            broker.insert(SharedBroker::start(&NATS).await?).url("nats"),
+            |url, log| {
+                Box::pin(async move {
+                    Ok(Arc::new(RawNats::open(&url, &log).await?) as Arc<dyn Target>)
+                })
+            },
+        ),
         Backend::Kafka => on_broker(
-            SharedBroker::start(&KAFKA).await?.url("kafka"),
+            broker
+                .insert(SharedBroker::start(&KAFKA).await?)
+                .url("kafka"),
             |url, log| {
                 Box::pin(async move {
                     Ok(Arc::new(RawKafka::open(&url, &log).await?) as Arc<dyn Target>)

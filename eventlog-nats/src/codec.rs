@@ -7,9 +7,11 @@
 //! stream's duplicate window.
 
 use async_nats::HeaderMap;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use eventlog_core::{AttributeReader, EventEnvelope, EventLogError, SeqNo, attributes};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use std::borrow::Cow;
 
 /// What the binding percent-encodes besides non-ASCII.
 const ENCODED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%');
@@ -34,17 +36,25 @@ pub(crate) fn encode(event: &EventEnvelope) -> HeaderMap {
 
 /// The event in message `seq_no`; `published` (the server's receive time)
 /// stands in for a missing `time`.
+/// The payload is shared with the message, not copied.
 pub(crate) fn decode(
     seq_no: SeqNo,
     headers: Option<&HeaderMap>,
-    payload: &[u8],
+    payload: Bytes,
     published: DateTime<Utc>,
 ) -> Result<EventEnvelope, EventLogError> {
-    let mut reader = AttributeReader::new(seq_no, payload.to_vec(), Some(published));
+    let mut reader = AttributeReader::new(seq_no, payload, Some(published));
     for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
-        let name = AsRef::<str>::as_ref(name).to_ascii_lowercase();
         let Some(value) = values.last().map(|v| v.as_str()) else {
             continue;
+        };
+        // Header names are case-insensitive; ours are written lower-case,
+        // so the common case borrows.
+        let name: &str = name.as_ref();
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
         };
         if name == CONTENT_TYPE {
             reader.set("datacontenttype", value.to_owned())?;
@@ -76,7 +86,7 @@ mod tests {
         assert_eq!(headers.get("ce-source").unwrap().as_str(), "/s%20%C3%BC");
         assert_eq!(headers.get("ce-type").unwrap().as_str(), "t%22%25");
         assert_eq!(headers.get("content-type").unwrap().as_str(), "text/plain");
-        let back = decode(4, Some(&headers), &e.payload, Utc::now()).unwrap();
+        let back = decode(4, Some(&headers), e.payload.clone(), Utc::now()).unwrap();
         assert_eq!(back, e.with_seq_no(4));
     }
 
@@ -93,16 +103,18 @@ mod tests {
         }
         let published = Utc::now();
         assert_eq!(
-            decode(1, Some(&headers), b"", published).unwrap().time,
+            decode(1, Some(&headers), Bytes::new(), published)
+                .unwrap()
+                .time,
             published
         );
         headers.insert("ce-time", "yesterday");
         assert!(matches!(
-            decode(1, Some(&headers), b"", published),
+            decode(1, Some(&headers), Bytes::new(), published),
             Err(EventLogError::Decode { .. })
         ));
         assert!(matches!(
-            decode(1, None, b"x", published),
+            decode(1, None, Bytes::from_static(b"x"), published),
             Err(EventLogError::Decode { .. })
         ));
     }
@@ -168,7 +180,7 @@ mod tests {
             // is lost (no media type has any; validation lets it through).
             e.content_type = e.content_type.map(|t| t.trim().to_owned());
             let headers = received(&pairs(&encode(&e)));
-            let back = decode(seq_no, Some(&headers), &e.payload, DateTime::UNIX_EPOCH).unwrap();
+            let back = decode(seq_no, Some(&headers), e.payload.clone(), DateTime::UNIX_EPOCH).unwrap();
             prop_assert_eq!(back, e.with_seq_no(seq_no));
         }
 
@@ -179,7 +191,7 @@ mod tests {
             seq_no: SeqNo,
         ) {
             let headers = headers.map(|h| received(&h));
-            let decoded = decode(seq_no, headers.as_ref(), &payload, DateTime::UNIX_EPOCH);
+            let decoded = decode(seq_no, headers.as_ref(), payload.into(), DateTime::UNIX_EPOCH);
             prop_assert!(ok_or_decode(&decoded, seq_no), "{decoded:?}");
         }
 
@@ -191,7 +203,7 @@ mod tests {
         ) {
             let mut headers = pairs(&encode(&e));
             mutate(&mut headers, at, replacement);
-            let decoded = decode(2, Some(&received(&headers)), &e.payload, DateTime::UNIX_EPOCH);
+            let decoded = decode(2, Some(&received(&headers)), e.payload.clone(), DateTime::UNIX_EPOCH);
             prop_assert!(ok_or_decode(&decoded, 2), "{decoded:?}");
         }
     }

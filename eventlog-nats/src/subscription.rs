@@ -140,7 +140,7 @@ impl Subscription {
         let event = codec::decode(
             seq,
             message.message.headers.as_ref(),
-            &message.message.payload,
+            message.message.payload.clone(),
             published,
         )
         .map_err(|e| Failure::Fatal(e.to_string()))?;
