@@ -59,8 +59,12 @@ pub(crate) fn decode(
         if name == CONTENT_TYPE {
             reader.set("datacontenttype", value.to_owned())?;
         } else if let Some(attribute) = name.strip_prefix(PREFIX) {
-            let decoded: Vec<u8> = percent_decode_str(value).collect();
-            reader.set_bytes(attribute, decoded)?;
+            // One exact allocation per value (none to decode when nothing is
+            // escaped); bytes that are not UTF-8 take the reader's error.
+            match percent_decode_str(value).decode_utf8() {
+                Ok(decoded) => reader.set(attribute, decoded.into_owned())?,
+                Err(_) => reader.set_bytes(attribute, percent_decode_str(value).collect())?,
+            }
         }
     }
     reader.finish()
