@@ -11,8 +11,6 @@ use tokio::time::Instant;
 /// How much longer than the operation timeout a pause lasts, so calls in
 /// flight time out and their outcome is indeterminate.
 pub(crate) const PAUSE_PAST_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often the task looks whether the writers reached the next fault.
-const LOOK_EVERY: Duration = Duration::from_millis(20);
 
 /// One fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +72,7 @@ pub(crate) async fn run(
     let slots = schedule.len() as u64 + 1;
     for (i, &fault) in schedule.iter().enumerate() {
         let at = progress.total * (i as u64 + 1) / slots;
-        while progress.appended() < at {
-            tokio::time::sleep(LOOK_EVERY).await;
-        }
+        progress.until_appended(at).await;
         let (started, stored) = (Instant::now(), progress.appended());
         match fault {
             Fault::Restart => {

@@ -21,7 +21,10 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 pub(crate) struct Progress {
     /// The events to store before the writers may stop.
     pub(crate) total: u64,
-    appended: AtomicU64,
+    /// Appends that returned `Ok`, over all writers; a channel, so the
+    /// fault task and the progress report wait for counts instead of
+    /// polling.
+    appended: watch::Sender<u64>,
     failed: AtomicU64,
     /// Events the consumer received, redeliveries included.
     pub(crate) received: AtomicU64,
@@ -34,7 +37,7 @@ impl Progress {
     pub(crate) fn new(total: u64, faults: usize) -> Self {
         Self {
             total,
-            appended: AtomicU64::new(0),
+            appended: watch::Sender::new(0),
             failed: AtomicU64::new(0),
             received: AtomicU64::new(0),
             faults,
@@ -44,7 +47,24 @@ impl Progress {
 
     /// Appends that returned `Ok` so far, over all writers.
     pub(crate) fn appended(&self) -> u64 {
-        self.appended.load(Ordering::SeqCst)
+        *self.appended.borrow()
+    }
+
+    /// Returns once `count` appends have returned `Ok`.
+    pub(crate) async fn until_appended(&self, count: u64) {
+        // The sender lives in `self`, so the channel cannot close.
+        let _ = self.appended.subscribe().wait_for(|n| *n >= count).await;
+    }
+
+    /// Returns once the writers are done: the count stored and the fault
+    /// schedule over.
+    async fn until_done(&self) {
+        self.until_appended(self.total).await;
+        let _ = self
+            .faults_ended
+            .subscribe()
+            .wait_for(|ended| *ended >= self.faults)
+            .await;
     }
 
     fn done(&self) -> bool {
@@ -54,22 +74,21 @@ impl Progress {
     /// Prints the counts every [`REPORT_EVERY`] until the writers are done.
     pub(crate) async fn report(&self) -> Result<()> {
         let started = Instant::now();
-        let mut next = started + REPORT_EVERY;
-        while !self.done() {
-            tokio::time::sleep(BACKOFF).await;
-            if Instant::now() < next {
-                continue;
+        let mut ticks = tokio::time::interval_at(started + REPORT_EVERY, REPORT_EVERY);
+        let done = self.until_done();
+        tokio::pin!(done);
+        loop {
+            tokio::select! {
+                () = &mut done => return Ok(()),
+                _ = ticks.tick() => eprintln!(
+                    "   {:>4.0?}: {} appends stored, {} failed; {} received",
+                    started.elapsed(),
+                    self.appended(),
+                    self.failed.load(Ordering::SeqCst),
+                    self.received.load(Ordering::SeqCst)
+                ),
             }
-            next += REPORT_EVERY;
-            eprintln!(
-                "   {:>4.0?}: {} appends stored, {} failed; {} received",
-                started.elapsed(),
-                self.appended(),
-                self.failed.load(Ordering::SeqCst),
-                self.received.load(Ordering::SeqCst)
-            );
         }
-        Ok(())
     }
 }
 
@@ -131,7 +150,7 @@ async fn write(
         match tokio::time::timeout(hung_after, log.append(event)).await {
             Ok(Ok(seq)) => {
                 mine.ok.insert(id, seq);
-                progress.appended.fetch_add(1, Ordering::SeqCst);
+                progress.appended.send_modify(|n| *n += 1);
                 failing_since = None;
                 continue;
             }
