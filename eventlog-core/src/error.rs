@@ -112,6 +112,46 @@ pub enum EventLogError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A subscription found events missing: it expected `expected` next and
+    /// the log's next event is `found` (retention removed events, or the
+    /// broker lost them). The stream goes on from `found`.
+    #[error("events {expected} to {} are missing from the log; going on at {found}", .found - 1)]
+    Gap {
+        /// The sequence number the subscription expected next.
+        expected: SeqNo,
+        /// The sequence number the log delivered instead.
+        found: SeqNo,
+    },
+    /// A subscription found the log numbering events it had already
+    /// delivered: the log's last event is `last`, below the `delivered` the
+    /// subscription already handed out (the log was deleted and created
+    /// again, or the broker lost its tail). The stream goes on with the
+    /// log's next new event, `last + 1`.
+    #[error(
+        "the log's last event is {last}, but {delivered} was already delivered: sequence numbers are being reused"
+    )]
+    SequenceReused {
+        /// The highest sequence number the subscription had handed out.
+        delivered: SeqNo,
+        /// The log's last sequence number now.
+        last: SeqNo,
+    },
+    /// The log no longer exists: someone deleted it under a live
+    /// subscription. The subscription ends after this item.
+    #[error("the log was deleted")]
+    LogDeleted,
+    /// A subscription has not reached its broker for `after`; it keeps
+    /// trying and goes on where it stopped once the broker is back.
+    #[error("{backend} broker unreachable for {after:?}; still retrying")]
+    Outage {
+        /// The backend, such as `redis`.
+        backend: &'static str,
+        /// How long the subscription has been without its broker.
+        after: Duration,
+        /// The last failure.
+        #[source]
+        source: BoxError,
+    },
     /// Any other failure of the broker or its client.
     #[error("{backend} backend error")]
     Backend {
@@ -127,7 +167,10 @@ impl EventLogError {
     /// Whether trying the same call again later may succeed: the broker was
     /// unreachable or slow. Refusals of bad input are never retryable.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Timeout { .. } | Self::Outage { .. }
+        )
     }
 
     /// Whether `err` holds an [`EventLogError`] that [`is_retryable`](Self::is_retryable).

@@ -21,6 +21,7 @@
 
 mod attributes;
 mod backoff;
+pub mod driver;
 mod envelope;
 mod error;
 mod log;
@@ -32,7 +33,7 @@ pub use attributes::{AttributeReader, attributes};
 pub use backoff::Backoff;
 pub use envelope::{EventEnvelope, SPEC_VERSION};
 pub use error::{BoxError, EventLogError, with_timeout};
-pub use log::{Capabilities, EventLog, EventSource, EventStream, into_stream};
+pub use log::{Capabilities, CheckedEventStream, EventLog, EventSource, EventStream, into_stream};
 pub use position::{ConsumerState, SeekPosition, SeqNo};
 pub use secret::{Secret, redact_url};
 

@@ -12,6 +12,27 @@ use std::pin::Pin;
 /// reason is logged with `tracing`.
 pub type EventStream = Pin<Box<dyn Stream<Item = EventEnvelope> + Send>>;
 
+/// The events of a subscription and the reasons it could not go on, as
+/// items: [`subscribe_checked`](EventLog::subscribe_checked).
+///
+/// An `Ok` item is the next event, the previous one plus one. An `Err`
+/// item is an [`EventLogError`](crate::EventLogError) and the stream goes on
+/// after it, except after the last kind below:
+///
+/// * `Decode`: the event at that sequence number cannot be decoded (a
+///   foreign producer wrote it); the next item is the event after it, so
+///   the caller decides: ack past it, park it, or stop.
+/// * `Gap`: events are missing (retention removed them, or the broker lost
+///   them); the next item is the first event after the gap.
+/// * `SequenceReused`: the log numbers anew events it had already
+///   delivered (it was deleted and created again, or lost its tail); the
+///   stream goes on with the log's next new event.
+/// * `Outage`: the broker has been unreachable for a while (configurable);
+///   the subscription keeps retrying and goes on where it stopped.
+/// * `LogDeleted`, or any error that is not retryable: the last item.
+pub type CheckedEventStream =
+    Pin<Box<dyn Stream<Item = Result<EventEnvelope, crate::EventLogError>> + Send>>;
+
 /// Where a subscription's events come from: a backend implements
 /// `next_event` and [`into_stream`] makes the [`EventStream`].
 pub trait EventSource: Send + 'static {
@@ -90,7 +111,23 @@ pub trait EventLog: Send + Sync {
     /// `LastAcknowledged` streams from the stored position and leaves it as it
     /// is. Events are not acknowledged by being delivered: call
     /// [`ack`](Self::ack).
+    ///
+    /// The stream is [`subscribe_checked`](Self::subscribe_checked)'s
+    /// without its reports: it ends, with the reason logged, where that one
+    /// reports an event it cannot decode, a gap, reused numbers or a deleted
+    /// log, and goes on through outages.
     async fn subscribe(&self, consumer: &str, position: SeekPosition) -> Result<EventStream>;
+
+    /// Like [`subscribe`](Self::subscribe), with the reasons the log could
+    /// not go on as items; see [`CheckedEventStream`].
+    async fn subscribe_checked(
+        &self,
+        consumer: &str,
+        position: SeekPosition,
+    ) -> Result<CheckedEventStream> {
+        let events = self.subscribe(consumer, position).await?;
+        Ok(Box::pin(futures::StreamExt::map(events, Ok)))
+    }
 
     /// Acknowledges every event up to and including `seq_no` for `consumer`.
     /// An ack below the current position is accepted and changes nothing;
@@ -122,4 +159,48 @@ pub trait EventLog: Send + Sync {
 
     /// What this backend can do and accepts.
     fn capabilities(&self) -> Capabilities;
+}
+
+/// The plain stream of `checked`'s events: it goes on through outages and
+/// ends, with the reason logged, at any other report.
+pub(crate) fn plain(checked: CheckedEventStream) -> EventStream {
+    Box::pin(Plain {
+        checked: Some(checked),
+    })
+}
+
+/// [`plain`]'s stream: no future per event, as the checked one has none.
+struct Plain {
+    /// `None` once ended.
+    checked: Option<CheckedEventStream>,
+}
+
+impl Stream for Plain {
+    type Item = EventEnvelope;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<EventEnvelope>> {
+        use std::task::Poll;
+        loop {
+            let Some(checked) = self.checked.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match checked.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(event))) => return Poll::Ready(Some(event)),
+                Poll::Ready(Some(Err(err)))
+                    if matches!(err, crate::EventLogError::Outage { .. }) =>
+                {
+                    tracing::warn!(error = %err, "subscription waiting for its broker");
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    tracing::error!(error = %err, "subscription ended");
+                    self.checked = None;
+                }
+                Poll::Ready(None) => self.checked = None,
+            }
+        }
+    }
 }

@@ -23,10 +23,11 @@
 
 mod log;
 mod logs;
-mod subscription;
+mod store;
 
 pub use log::{DEFAULT_MAX_PAYLOAD, InMemoryEventLog};
 pub use logs::InMemoryLogs;
+pub use store::{MemoryDriver, MemoryReader};
 
 #[doc(no_inline)]
 pub use eventlog_core::EventLog;

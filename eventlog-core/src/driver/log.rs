@@ -1,0 +1,324 @@
+//! The generic log: the contract applied once, over any [`Driver`].
+
+use super::Driver;
+use super::subscription::Subscription;
+use crate::{
+    Capabilities, CheckedEventStream, ConsumerState, EventEnvelope, EventLog, EventLogError,
+    EventStream, Result, SeekPosition, SeqNo, validate,
+};
+use async_trait::async_trait;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How many locks serialise the acks and seeks of a handle: consumers share
+/// them by the hash of their name, so memory stays flat however many
+/// consumer names a handle meets.
+const CONSUMER_LOCKS: usize = 64;
+
+/// How a [`DriverLog`]'s subscriptions read and report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionSettings {
+    /// Events read ahead of the caller, at most (default 128).
+    pub read_ahead_events: usize,
+    /// Payload bytes read ahead of the caller, at most about (default
+    /// 1 MiB); one event is read even if it alone is larger.
+    pub read_ahead_bytes: usize,
+    /// How long a subscription goes without its broker before it reports
+    /// an [`Outage`](EventLogError::Outage) item (default 30 s); it reports
+    /// again after each further such period, and keeps retrying.
+    pub outage_report_after: Duration,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        Self {
+            read_ahead_events: 128,
+            read_ahead_bytes: 1024 * 1024,
+            outage_report_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SubscriptionSettings {
+    /// Reads at most `events` events ahead (at least 1).
+    pub fn with_read_ahead_events(mut self, events: usize) -> Self {
+        self.read_ahead_events = events.max(1);
+        self
+    }
+
+    /// Reads at most about `bytes` payload bytes ahead.
+    pub fn with_read_ahead_bytes(mut self, bytes: usize) -> Self {
+        self.read_ahead_bytes = bytes;
+        self
+    }
+
+    /// Reports an outage after `after` without the broker.
+    pub fn with_outage_report_after(mut self, after: Duration) -> Self {
+        self.outage_report_after = after;
+        self
+    }
+}
+
+/// The [`EventLog`] of every backend: the contract's rules over a
+/// [`Driver`]'s broker calls. Cheap to clone: clones share the driver.
+///
+/// Each public method runs within the driver's
+/// [`timeout`](Driver::timeout) as a whole, however many broker calls it
+/// makes, and fails with [`EventLogError::Timeout`] naming the method
+/// otherwise. Every error it returns is an [`EventLogError`].
+pub struct DriverLog<D> {
+    pub(super) shared: Arc<Shared<D>>,
+}
+
+impl<D> Clone for DriverLog<D> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<D: std::fmt::Debug> std::fmt::Debug for DriverLog<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverLog")
+            .field("driver", &self.shared.driver)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) struct Shared<D> {
+    pub(super) driver: D,
+    pub(super) settings: SubscriptionSettings,
+    /// The highest sequence number this handle has seen stored: an ack up
+    /// to it is in range without asking the broker.
+    seen_last: AtomicU64,
+    locks: Box<[Mutex<()>]>,
+    hasher: RandomState,
+}
+
+impl<D> Shared<D> {
+    pub(super) fn saw(&self, seq_no: SeqNo) {
+        self.seen_last.fetch_max(seq_no, Ordering::Relaxed);
+    }
+
+    fn lock_of(&self, consumer: &str) -> &Mutex<()> {
+        let index = self.hasher.hash_one(consumer) as usize % self.locks.len();
+        &self.locks[index]
+    }
+}
+
+impl<D: Driver> DriverLog<D> {
+    /// The log over `driver`, with the default [`SubscriptionSettings`].
+    pub fn new(driver: D) -> Self {
+        Self::with_settings(driver, SubscriptionSettings::default())
+    }
+
+    /// The log over `driver` whose subscriptions follow `settings`.
+    pub fn with_settings(driver: D, settings: SubscriptionSettings) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                driver,
+                settings,
+                seen_last: AtomicU64::new(0),
+                locks: (0..CONSUMER_LOCKS).map(|_| Mutex::new(())).collect(),
+                hasher: RandomState::new(),
+            }),
+        }
+    }
+
+    /// The driver underneath.
+    pub fn driver(&self) -> &D {
+        &self.shared.driver
+    }
+
+    /// How this log's subscriptions read and report.
+    pub fn subscription_settings(&self) -> SubscriptionSettings {
+        self.shared.settings
+    }
+
+    fn max_payload(&self) -> usize {
+        self.shared.driver.capabilities().max_payload
+    }
+
+    /// Runs `fut` within the driver's timeout, as `operation`.
+    async fn within<T>(
+        &self,
+        operation: &'static str,
+        fut: impl Future<Output = Result<T, EventLogError>>,
+    ) -> Result<T, EventLogError> {
+        let Some(after) = self.shared.driver.timeout() else {
+            return fut.await;
+        };
+        match tokio::time::timeout(after, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(EventLogError::Timeout { operation, after }),
+        }
+    }
+
+    async fn last(&self) -> Result<SeqNo, EventLogError> {
+        let last = self.shared.driver.last_seq_no().await?;
+        self.shared.saw(last);
+        Ok(last)
+    }
+
+    /// Moves `consumer` to `position` and returns its next sequence
+    /// number; the caller holds the consumer's lock.
+    async fn move_to(
+        &self,
+        consumer: &str,
+        position: SeekPosition,
+    ) -> Result<SeqNo, EventLogError> {
+        let driver = &self.shared.driver;
+        let next = match position {
+            SeekPosition::Beginning => 1,
+            SeekPosition::Latest => self.last().await? + 1,
+            SeekPosition::Sequence(n) => n,
+            SeekPosition::LastAcknowledged => {
+                return Ok(driver.acknowledged(consumer).await?.unwrap_or(0) + 1);
+            }
+        };
+        driver.move_consumer(consumer, next).await?;
+        Ok(next)
+    }
+
+    fn check_events(&self, events: &[EventEnvelope]) -> Result<(), EventLogError> {
+        validate::batch(events, self.max_payload())?;
+        events
+            .iter()
+            .try_for_each(|event| self.shared.driver.check_event(event))
+    }
+}
+
+/// A backend's own log type that is a [`DriverLog`] underneath: it gets
+/// [`EventLog`] from it.
+pub trait AsDriverLog: Send + Sync {
+    /// The backend's driver.
+    type Driver: Driver;
+
+    /// The generic log underneath.
+    fn driver_log(&self) -> &DriverLog<Self::Driver>;
+}
+
+impl<D: Driver> AsDriverLog for DriverLog<D> {
+    type Driver = D;
+
+    fn driver_log(&self) -> &DriverLog<D> {
+        self
+    }
+}
+
+#[async_trait]
+impl<T: AsDriverLog> EventLog for T {
+    async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo> {
+        let log = self.driver_log();
+        validate::envelope(&envelope, log.max_payload())?;
+        log.shared.driver.check_event(&envelope)?;
+        let seq_no = log
+            .within("append", log.shared.driver.append(envelope))
+            .await?;
+        log.shared.saw(seq_no);
+        Ok(seq_no)
+    }
+
+    async fn append_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<Vec<SeqNo>> {
+        let log = self.driver_log();
+        log.check_events(&envelopes)?;
+        if envelopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seq_nos = log
+            .within("append_batch", log.shared.driver.append_batch(envelopes))
+            .await?;
+        if let Some(last) = seq_nos.last() {
+            log.shared.saw(*last);
+        }
+        Ok(seq_nos)
+    }
+
+    async fn subscribe(&self, consumer: &str, position: SeekPosition) -> Result<EventStream> {
+        Ok(crate::log::plain(
+            self.subscribe_checked(consumer, position).await?,
+        ))
+    }
+
+    async fn subscribe_checked(
+        &self,
+        consumer: &str,
+        position: SeekPosition,
+    ) -> Result<CheckedEventStream> {
+        let log = self.driver_log();
+        validate::consumer_name(consumer)?;
+        validate::position(position)?;
+        let reader = log
+            .within("subscribe", async {
+                let _held = log.shared.lock_of(consumer).lock().await;
+                let next = log.move_to(consumer, position).await?;
+                let reader = log.shared.driver.open_reader(consumer, next).await?;
+                Ok((reader, next))
+            })
+            .await?;
+        Ok(Box::pin(Subscription::new(
+            log.shared.clone(),
+            consumer.to_owned(),
+            reader,
+        )))
+    }
+
+    async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<()> {
+        let log = self.driver_log();
+        validate::consumer_name(consumer)?;
+        log.within("ack", async {
+            // Acks of one consumer run one at a time, so two in flight
+            // cannot leave the lower one stored.
+            let _held = log.shared.lock_of(consumer).lock().await;
+            if seq_no == 0 || seq_no > log.shared.seen_last.load(Ordering::Relaxed) {
+                let last = log.last().await?;
+                validate::ack(consumer, seq_no, (last > 0).then_some(last))?;
+            }
+            log.shared.driver.ack(consumer, seq_no).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn seek(&self, consumer: &str, position: SeekPosition) -> Result<()> {
+        let log = self.driver_log();
+        validate::consumer_name(consumer)?;
+        validate::position(position)?;
+        log.within("seek", async {
+            let _held = log.shared.lock_of(consumer).lock().await;
+            log.move_to(consumer, position).await.map(drop)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn try_last_seq_no(&self) -> Result<Option<SeqNo>> {
+        let log = self.driver_log();
+        let last = log.within("last_seq_no", log.last()).await?;
+        Ok((last > 0).then_some(last))
+    }
+
+    async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState> {
+        let log = self.driver_log();
+        validate::consumer_name(consumer)?;
+        let (acked, last) = log
+            .within("consumer_state", async {
+                let acked = log.shared.driver.acknowledged(consumer).await?;
+                Ok((acked, log.last().await?))
+            })
+            .await?;
+        Ok(ConsumerState::from_next(
+            acked.unwrap_or(0) + 1,
+            (last > 0).then_some(last),
+        ))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.driver_log().shared.driver.capabilities()
+    }
+}

@@ -1,0 +1,167 @@
+//! The implementer's API: what a backend writes to become an
+//! [`EventLog`](crate::EventLog).
+//!
+//! A backend implements [`Driver`] (and its [`Reader`]) with its broker's
+//! primitives only, and wraps it in a [`DriverLog`], the one generic log
+//! that applies the contract: validation, the meaning of every
+//! [`SeekPosition`](crate::SeekPosition), the timeout of each operation,
+//! acks that never move backwards, and the subscription engine (read-ahead,
+//! reconnection, skipping what was handed out, gap and decode reports).
+//! A driver never sees a rule of the contract: every input it gets is
+//! already checked, every call is already bounded in time, and every event
+//! it reads is checked against the one before.
+//!
+//! Application code never needs this module; it is kept apart from the user
+//! API as OpenDAL keeps its `raw` module.
+//!
+//! A call goes one way: facade → [`DriverLog`] (the rules) → [`Driver`]
+//! (the broker calls).
+
+mod log;
+mod subscription;
+
+pub use log::{AsDriverLog, DriverLog, SubscriptionSettings};
+
+use crate::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use std::future::Future;
+use std::time::Duration;
+
+/// The broker primitives of one log.
+///
+/// Every method gets input the generic log has already validated, and runs
+/// inside the operation's timeout, so a driver need not bound its calls
+/// (a client-side backstop slightly longer than [`timeout`](Self::timeout)
+/// is still wise, so a dropped call does not linger). Errors are
+/// [`EventLogError`]s: a driver classifies its client's failures
+/// (`Unavailable` for a broker that cannot be reached, `Unauthorized`,
+/// `Backend` for the rest, with the client's error as `source`).
+pub trait Driver: Send + Sync + 'static {
+    /// A reader of the log's events for one subscription.
+    type Reader: Reader;
+
+    /// What the backend is and accepts.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The bound of each public operation of the log; `None` for a log
+    /// with no broker, whose operations never wait on anything outside the
+    /// process.
+    fn timeout(&self) -> Option<Duration>;
+
+    /// How long a [`Reader::read`] waits on the broker for new events
+    /// before it returns none (its block time); a read that takes longer
+    /// than this plus [`timeout`](Self::timeout) is abandoned as failed.
+    /// Without a timeout, reads may wait for new events as long as it
+    /// takes.
+    fn read_wait(&self) -> Duration;
+
+    /// Limits of the broker beyond the common ones, such as the encoded size
+    /// of an event; called for every event of an append or a batch before
+    /// anything is stored. The common rules are already checked.
+    fn check_event(&self, event: &EventEnvelope) -> Result<(), EventLogError> {
+        let _ = event;
+        Ok(())
+    }
+
+    /// Stores `event` at the end of the log and returns its sequence number.
+    fn append(
+        &self,
+        event: EventEnvelope,
+    ) -> impl Future<Output = Result<SeqNo, EventLogError>> + Send;
+
+    /// Stores `events` (at least one) in this order and returns their
+    /// sequence numbers; contiguously where the broker can.
+    fn append_batch(
+        &self,
+        events: Vec<EventEnvelope>,
+    ) -> impl Future<Output = Result<Vec<SeqNo>, EventLogError>> + Send;
+
+    /// The sequence number of the last stored event; 0 for an empty log.
+    fn last_seq_no(&self) -> impl Future<Output = Result<SeqNo, EventLogError>> + Send;
+
+    /// The last sequence number `consumer` acknowledged (or was moved past),
+    /// as the broker keeps it; `None` for a consumer at the beginning or
+    /// unknown to the broker.
+    fn acknowledged(
+        &self,
+        consumer: &str,
+    ) -> impl Future<Output = Result<Option<SeqNo>, EventLogError>> + Send;
+
+    /// Moves `consumer` so that its next event is `next` (1 or more; it may
+    /// be past the end): everything before is acknowledged, nothing after.
+    /// Creates the consumer if the broker does not know it.
+    fn move_consumer(
+        &self,
+        consumer: &str,
+        next: SeqNo,
+    ) -> impl Future<Output = Result<(), EventLogError>> + Send;
+
+    /// Acknowledges every event up to `seq_no` (stored, 1 or more) for
+    /// `consumer`, leaving a position already past it where it is. The
+    /// generic log never runs two of these for one consumer at once.
+    fn ack(
+        &self,
+        consumer: &str,
+        seq_no: SeqNo,
+    ) -> impl Future<Output = Result<(), EventLogError>> + Send;
+
+    /// A reader of the log's events for `consumer`, from `from` on, without
+    /// moving the consumer's stored position. It may also give events
+    /// before `from` (the generic log drops them), such as the consumer's
+    /// unacknowledged ones.
+    fn open_reader(
+        &self,
+        consumer: &str,
+        from: SeqNo,
+    ) -> impl Future<Output = Result<Self::Reader, EventLogError>> + Send;
+
+    /// Whether the log still exists; asked when a read fails, so a deleted
+    /// log ends its subscriptions instead of being retried forever.
+    fn log_exists(&self) -> impl Future<Output = Result<bool, EventLogError>> + Send;
+}
+
+/// How much one [`Reader::read`] may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadLimits {
+    /// At most this many events.
+    pub events: usize,
+    /// At most about this many payload bytes; one event is returned even if
+    /// it alone is larger.
+    pub bytes: usize,
+}
+
+/// One stored event as a reader found it.
+pub type Record = Result<EventEnvelope, Undecodable>;
+
+/// A stored event that is not in the documented wire format (a foreign
+/// producer wrote it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecodable {
+    /// Where it is stored.
+    pub seq_no: SeqNo,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl From<Undecodable> for EventLogError {
+    fn from(u: Undecodable) -> Self {
+        EventLogError::Decode {
+            seq_no: u.seq_no,
+            reason: u.reason,
+        }
+    }
+}
+
+/// The events of one subscription, read from the broker.
+pub trait Reader: Send + Unpin + 'static {
+    /// The next stored events in sequence order, each carrying its
+    /// sequence number, within `limits`. Waits a while (the backend's block
+    /// time) for at least one, and returns none when none came.
+    ///
+    /// An error ends this reader: the generic log opens a new one (after a
+    /// backoff) when the error is retryable and the log still exists.
+    fn read(
+        &mut self,
+        limits: ReadLimits,
+    ) -> impl Future<Output = Result<Vec<Record>, EventLogError>> + Send;
+}

@@ -1,0 +1,289 @@
+//! The subscription engine: a bounded read-ahead over a driver's
+//! [`Reader`], reconnection with backoff, and the sequence check of every
+//! event handed out.
+
+use super::log::Shared;
+use super::{Driver, ReadLimits, Reader, Record};
+use crate::{Backoff, EventEnvelope, EventLogError, SeqNo};
+use futures::Stream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::time::Instant;
+
+/// A subscription of one consumer: a [`Stream`] of events, each the
+/// previous one plus one, and of the reasons it could not go on.
+///
+/// Events are handed out of the read-ahead buffer without a future per
+/// event; a future exists only while the buffer is refilled.
+pub(super) struct Subscription<D: Driver> {
+    shared: Arc<Shared<D>>,
+    consumer: Arc<str>,
+    /// What the last read gave and is not handed out yet; emptied (and its
+    /// memory freed) before each read, so an idle subscription holds none.
+    buffered: std::vec::IntoIter<Record>,
+    /// An event put back behind the report of a gap before it.
+    held: Option<Record>,
+    /// The sequence number to hand out next.
+    expected: SeqNo,
+    state: State<D::Reader>,
+    retry: Retry,
+}
+
+type FillFuture<R> = Pin<Box<dyn Future<Output = Fill<R>> + Send>>;
+
+enum State<R> {
+    /// Waiting for the caller; `None` when the reader failed and a new one
+    /// must be opened.
+    Idle(Option<R>),
+    Filling(FillFuture<R>),
+    /// The log can no longer be read; the stream has ended.
+    Ended,
+}
+
+/// What a refill came back with.
+struct Fill<R> {
+    reader: Option<R>,
+    /// The next sequence number, lowered when the log was found reusing
+    /// numbers.
+    expected: SeqNo,
+    retry: Retry,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Records(Vec<Record>),
+    /// A report as an item; the subscription goes on.
+    Report(EventLogError),
+    /// A last item; the subscription ends.
+    End(EventLogError),
+}
+
+/// The state of reconnection attempts.
+#[derive(Default)]
+struct Retry {
+    backoff: Backoff,
+    /// When the broker was first missed, while it is.
+    down_since: Option<Instant>,
+    /// When the outage was last reported.
+    reported_at: Option<Instant>,
+    /// A reader failed since the last successful read: check the log's
+    /// numbering before reading again.
+    reopened: bool,
+}
+
+impl Retry {
+    fn succeeded(&mut self) {
+        self.backoff.reset();
+        self.down_since = None;
+        self.reported_at = None;
+        self.reopened = false;
+    }
+}
+
+impl<D: Driver> Subscription<D> {
+    pub(super) fn new(
+        shared: Arc<Shared<D>>,
+        consumer: String,
+        opened: (D::Reader, SeqNo),
+    ) -> Self {
+        let (reader, next) = opened;
+        Self {
+            shared,
+            consumer: consumer.into(),
+            buffered: Vec::new().into_iter(),
+            held: None,
+            expected: next,
+            state: State::Idle(Some(reader)),
+            retry: Retry::default(),
+        }
+    }
+
+    /// The next record to hand out, checked against the one before: an
+    /// item for the caller, or `None` when the buffer is spent.
+    fn next_buffered(&mut self) -> Option<Result<EventEnvelope, EventLogError>> {
+        loop {
+            let record = self.held.take().or_else(|| self.buffered.next())?;
+            let seq_no = match &record {
+                Ok(event) => event.seq_no.unwrap_or(0),
+                Err(undecodable) => undecodable.seq_no,
+            };
+            if seq_no < self.expected {
+                // Handed out before a reconnection.
+                continue;
+            }
+            if seq_no > self.expected {
+                let gap = EventLogError::Gap {
+                    expected: self.expected,
+                    found: seq_no,
+                };
+                self.expected = seq_no;
+                self.held = Some(record);
+                return Some(Err(gap));
+            }
+            self.expected += 1;
+            self.shared.saw(seq_no);
+            return Some(record.map_err(Into::into));
+        }
+    }
+}
+
+impl<D: Driver> Stream for Subscription<D> {
+    type Item = Result<EventEnvelope, EventLogError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(item) = this.next_buffered() {
+                return Poll::Ready(Some(item));
+            }
+            match &mut this.state {
+                State::Ended => return Poll::Ready(None),
+                State::Idle(reader) => {
+                    let reader = reader.take();
+                    this.buffered = Vec::new().into_iter();
+                    this.state = State::Filling(Box::pin(fill(
+                        this.shared.clone(),
+                        this.consumer.clone(),
+                        reader,
+                        this.expected,
+                        std::mem::take(&mut this.retry),
+                    )));
+                }
+                State::Filling(future) => {
+                    let Poll::Ready(fill) = future.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    this.expected = fill.expected;
+                    this.retry = fill.retry;
+                    match fill.outcome {
+                        Outcome::Records(records) => {
+                            this.buffered = records.into_iter();
+                            this.state = State::Idle(fill.reader);
+                        }
+                        Outcome::Report(err) => {
+                            this.state = State::Idle(fill.reader);
+                            return Poll::Ready(Some(Err(err)));
+                        }
+                        Outcome::End(err) => {
+                            tracing::error!(consumer = %this.consumer, error = %err, "subscription ended");
+                            this.state = State::Ended;
+                            return Poll::Ready(Some(Err(err)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads until there are records or something to report, opening a new
+/// reader (with backoff) whenever the last one failed.
+async fn fill<D: Driver>(
+    shared: Arc<Shared<D>>,
+    consumer: Arc<str>,
+    mut reader: Option<D::Reader>,
+    mut expected: SeqNo,
+    mut retry: Retry,
+) -> Fill<D::Reader> {
+    let driver = &shared.driver;
+    let timeout = driver.timeout();
+    let limits = ReadLimits {
+        events: shared.settings.read_ahead_events,
+        bytes: shared.settings.read_ahead_bytes,
+    };
+    loop {
+        let attempt = async {
+            let reader = match &mut reader {
+                Some(reader) => reader,
+                None => {
+                    let mut report = None;
+                    if retry.reopened {
+                        let last = bounded(timeout, driver.last_seq_no()).await?;
+                        if last + 1 < expected {
+                            report = Some(EventLogError::SequenceReused {
+                                delivered: expected - 1,
+                                last,
+                            });
+                            expected = last + 1;
+                        }
+                    }
+                    let opened = bounded(timeout, driver.open_reader(&consumer, expected)).await?;
+                    let reader = reader.insert(opened);
+                    if let Some(report) = report {
+                        return Ok(Outcome::Report(report));
+                    }
+                    reader
+                }
+            };
+            let wait = timeout.map(|timeout| timeout + driver.read_wait());
+            bounded(wait, reader.read(limits))
+                .await
+                .map(Outcome::Records)
+        };
+        let err = match attempt.await {
+            Ok(Outcome::Records(records)) if records.is_empty() => {
+                retry.succeeded();
+                continue;
+            }
+            Ok(outcome) => {
+                retry.succeeded();
+                return Fill {
+                    reader,
+                    expected,
+                    retry,
+                    outcome,
+                };
+            }
+            Err(err) => err,
+        };
+        reader = None;
+        retry.reopened = true;
+        let end = |err| Fill {
+            reader: None,
+            expected,
+            retry: Retry::default(),
+            outcome: Outcome::End(err),
+        };
+        if let Ok(false) = bounded(timeout, driver.log_exists()).await {
+            return end(EventLogError::LogDeleted);
+        }
+        if !err.is_retryable() {
+            return end(err);
+        }
+        tracing::warn!(%consumer, error = %err, "subscription lost its broker; retrying");
+        let now = Instant::now();
+        let down_since = *retry.down_since.get_or_insert(now);
+        let quiet_since = retry.reported_at.unwrap_or(down_since);
+        if now.duration_since(quiet_since) >= shared.settings.outage_report_after {
+            retry.reported_at = Some(now);
+            return Fill {
+                reader: None,
+                expected,
+                outcome: Outcome::Report(EventLogError::Outage {
+                    backend: driver.capabilities().backend,
+                    after: now.duration_since(down_since),
+                    source: Box::new(err),
+                }),
+                retry,
+            };
+        }
+        retry.backoff.wait().await;
+    }
+}
+
+/// `fut` within `after` if given, a timeout being a retryable error.
+async fn bounded<T>(
+    after: Option<std::time::Duration>,
+    fut: impl Future<Output = Result<T, EventLogError>>,
+) -> Result<T, EventLogError> {
+    let Some(after) = after else {
+        return fut.await;
+    };
+    tokio::time::timeout(after, fut)
+        .await
+        .unwrap_or(Err(EventLogError::Timeout {
+            operation: "subscription",
+            after,
+        }))
+}

@@ -1,0 +1,270 @@
+//! The store behind an in-memory log and its [`Driver`]: events in a vector,
+//! consumer positions in a map, and readers woken by appends.
+
+use eventlog_core::driver::{Driver, ReadLimits, Reader, Record};
+use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+/// The [`Driver`] of an in-memory log: a handle on its store.
+#[derive(Debug, Clone)]
+pub struct MemoryDriver {
+    store: Arc<Store>,
+}
+
+impl MemoryDriver {
+    /// An empty log accepting payloads up to `max_payload` bytes.
+    pub(crate) fn new(max_payload: usize) -> Self {
+        Self {
+            store: Arc::new(Store::new(max_payload)),
+        }
+    }
+
+    /// How many readers are alive.
+    pub(crate) fn readers(&self) -> usize {
+        self.store.waiters.alive.load(Ordering::Relaxed)
+    }
+}
+
+/// One in-memory log, shared by its handles and its readers.
+#[derive(Debug)]
+struct Store {
+    /// The event with sequence number `n` is at index `n - 1`.
+    events: RwLock<Vec<EventEnvelope>>,
+    /// Each consumer's next sequence number.
+    consumers: Mutex<HashMap<String, SeqNo>>,
+    waiters: Waiters,
+    max_payload: usize,
+}
+
+impl Store {
+    fn new(max_payload: usize) -> Self {
+        Self {
+            events: RwLock::new(Vec::new()),
+            consumers: Mutex::new(HashMap::new()),
+            waiters: Waiters::default(),
+            max_payload,
+        }
+    }
+
+    fn last(&self) -> SeqNo {
+        self.events.read().expect("log lock poisoned").len() as SeqNo
+    }
+
+    fn next_of(&self, consumer: &str) -> Option<SeqNo> {
+        self.consumers
+            .lock()
+            .expect("consumer lock poisoned")
+            .get(consumer)
+            .copied()
+    }
+
+    /// Replaces `consumer`'s next sequence number (1 for a new consumer)
+    /// with `update(next)`.
+    fn update_consumer(&self, consumer: &str, update: impl FnOnce(SeqNo) -> SeqNo) {
+        let mut consumers = self.consumers.lock().expect("consumer lock poisoned");
+        // `get_mut` first: `entry` would copy the name on every ack.
+        match consumers.get_mut(consumer) {
+            Some(next) => *next = update(*next),
+            None => {
+                consumers.insert(consumer.to_owned(), update(1));
+            }
+        }
+    }
+
+    /// Up to `limits` events from `next` on.
+    fn read_from(&self, next: SeqNo, limits: ReadLimits) -> Vec<Record> {
+        let events = self.events.read().expect("log lock poisoned");
+        let start = usize::try_from(next - 1).unwrap_or(usize::MAX);
+        let Some(available) = events.get(start..) else {
+            return Vec::new();
+        };
+        let mut bytes = 0;
+        let mut records = Vec::with_capacity(available.len().min(limits.events));
+        for event in available.iter().take(limits.events) {
+            if !records.is_empty() && bytes + event.payload.len() > limits.bytes {
+                break;
+            }
+            bytes += event.payload.len();
+            records.push(Ok(event.clone()));
+        }
+        records
+    }
+}
+
+impl Driver for MemoryDriver {
+    type Reader = MemoryReader;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new("memory", self.store.max_payload, false)
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    fn read_wait(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    async fn append(&self, mut event: EventEnvelope) -> Result<SeqNo, EventLogError> {
+        let mut events = self.store.events.write().expect("log lock poisoned");
+        let seq_no = events.len() as SeqNo + 1;
+        event.seq_no = Some(seq_no);
+        events.push(event);
+        drop(events);
+        self.store.waiters.wake_all();
+        Ok(seq_no)
+    }
+
+    async fn append_batch(&self, batch: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
+        let mut events = self.store.events.write().expect("log lock poisoned");
+        let first = events.len() as SeqNo + 1;
+        events.extend(batch.into_iter().zip(first..).map(|(mut e, n)| {
+            e.seq_no = Some(n);
+            e
+        }));
+        let last = events.len() as SeqNo;
+        drop(events);
+        self.store.waiters.wake_all();
+        Ok((first..=last).collect())
+    }
+
+    async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        Ok(self.store.last())
+    }
+
+    async fn acknowledged(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
+        Ok(self
+            .store
+            .next_of(consumer)
+            .map(|next| next - 1)
+            .filter(|&n| n > 0))
+    }
+
+    async fn move_consumer(&self, consumer: &str, next: SeqNo) -> Result<(), EventLogError> {
+        self.store.update_consumer(consumer, |_| next);
+        Ok(())
+    }
+
+    async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<(), EventLogError> {
+        self.store
+            .update_consumer(consumer, |next| next.max(seq_no + 1));
+        Ok(())
+    }
+
+    async fn open_reader(
+        &self,
+        _consumer: &str,
+        from: SeqNo,
+    ) -> Result<MemoryReader, EventLogError> {
+        Ok(MemoryReader::new(self.store.clone(), from))
+    }
+
+    async fn log_exists(&self) -> Result<bool, EventLogError> {
+        Ok(true)
+    }
+}
+
+/// A subscription's reader: the log from `next` on, waiting for appends.
+pub struct MemoryReader {
+    store: Arc<Store>,
+    id: u64,
+    next: SeqNo,
+}
+
+impl MemoryReader {
+    fn new(store: Arc<Store>, next: SeqNo) -> Self {
+        let id = store.waiters.next_id.fetch_add(1, Ordering::Relaxed);
+        store.waiters.alive.fetch_add(1, Ordering::Relaxed);
+        Self { store, id, next }
+    }
+}
+
+impl Reader for MemoryReader {
+    async fn read(&mut self, limits: ReadLimits) -> Result<Vec<Record>, EventLogError> {
+        let records = std::future::poll_fn(|cx| {
+            let records = self.store.read_from(self.next, limits);
+            if !records.is_empty() {
+                return Poll::Ready(records);
+            }
+            self.store.waiters.register(self.id, cx.waker());
+            // Look again: an append between the look above and the
+            // registration did not see this waker.
+            let records = self.store.read_from(self.next, limits);
+            if records.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(records)
+            }
+        })
+        .await;
+        self.next += records.len() as SeqNo;
+        Ok(records)
+    }
+}
+
+impl Drop for MemoryReader {
+    fn drop(&mut self) {
+        self.store.waiters.forget(self.id);
+    }
+}
+
+/// The readers of one log that wait for its next append, and how many
+/// readers are alive.
+///
+/// An append wakes the waiting ones only when `anyone` says there are any,
+/// so an append nobody waits for costs one load.
+#[derive(Debug, Default)]
+struct Waiters {
+    /// Each waiting reader's waker, by reader id: a reader polled again
+    /// before an append replaces its waker, never adds one.
+    wakers: Mutex<HashMap<u64, Waker>>,
+    /// Whether `wakers` is not empty; written only with `wakers` locked.
+    anyone: AtomicBool,
+    next_id: AtomicU64,
+    alive: AtomicUsize,
+}
+
+impl Waiters {
+    /// Wakes every waiting reader. Called after an append has stored its
+    /// events and released the log's write lock.
+    ///
+    /// No wake-up is lost: a reader registers before it looks at the log
+    /// under the read lock. If that look came before the append's write
+    /// lock, the registration happened before this load (the lock hands it
+    /// over), so the load sees it; otherwise the look saw the new events.
+    fn wake_all(&self) {
+        if !self.anyone.load(Ordering::Acquire) {
+            return;
+        }
+        let mut wakers = self.wakers.lock().expect("waiter lock poisoned");
+        self.anyone.store(false, Ordering::Release);
+        // `drain` keeps the map's capacity for the next waits.
+        for (_, waker) in wakers.drain() {
+            waker.wake();
+        }
+    }
+
+    fn register(&self, id: u64, waker: &Waker) {
+        let mut wakers = self.wakers.lock().expect("waiter lock poisoned");
+        match wakers.get_mut(&id) {
+            Some(old) => old.clone_from(waker),
+            None => {
+                wakers.insert(id, waker.clone());
+            }
+        }
+        self.anyone.store(true, Ordering::Release);
+    }
+
+    fn forget(&self, id: u64) {
+        self.wakers
+            .lock()
+            .expect("waiter lock poisoned")
+            .remove(&id);
+        self.alive.fetch_sub(1, Ordering::Relaxed);
+    }
+}
