@@ -1,4 +1,4 @@
-//! The EventLog contract (`shared/contract.md`) as tests.
+//! The EventLog contract (`docs/contract.md` in the repository) as tests.
 //!
 //! Each clause is a `pub async fn` in [`clauses`], named after it
 //! (`c08_latest_sees_only_new_events`) and documented with the clause's text.

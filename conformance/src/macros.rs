@@ -9,6 +9,8 @@
 ///   [`reliability`](crate::reliability).
 /// * `contract_tests!(broker: fixture)` for a broker backend: every clause
 ///   and the checks of [`reliability`](crate::reliability) but R02.
+/// * `contract_tests!(driver: fixture)`: the clauses that hold once a
+///   backend is a driver under the generic log (C37); every backend will.
 /// * `contract_tests!(deletion: fixture)`: R02, a log deleted under a live
 ///   subscription, for a broker whose test build survives that (tansu 0.6
 ///   crashes librdkafka there; `docs/kafka-test-broker.md`).
@@ -45,9 +47,16 @@ macro_rules! contract_tests {
             c24_consumer_state_reports_position_and_lag,
             c27_unacknowledged_events_come_again,
             c29_append_batch_is_ordered_and_all_or_nothing,
+            c30_checked_stream_yields_the_same_events,
+            c36_a_batch_with_an_oversized_attribute_stores_nothing,
         );
         $crate::__tests!(reliability, $fixture;
             r03_every_refusal_leaves_the_log_as_it_was,
+        );
+    };
+    (driver: $fixture:expr) => {
+        $crate::__tests!(clauses, $fixture;
+            c37_concurrent_acks_end_at_the_highest,
         );
     };
     (broker: $fixture:expr) => {

@@ -12,6 +12,11 @@ pub const MAX_CONSUMER_NAME: usize = 64;
 pub const MAX_LOG_NAME: usize = 128;
 /// The longest extension attribute name (CloudEvents 1.0).
 pub const MAX_EXTENSION_NAME: usize = 20;
+/// The most bytes all attributes of an event take together (names and
+/// values of `id`, `source`, `type`, `subject`, `datacontenttype` and the
+/// extensions): the same on every backend, so an event one accepts fits
+/// every other one's headers.
+pub const MAX_ATTRIBUTES: usize = 8 * 1024;
 
 /// Attribute names CloudEvents reserves; an extension may not take them.
 const RESERVED_ATTRIBUTES: &[&str] = &[
@@ -186,6 +191,16 @@ pub fn envelope(envelope: &EventEnvelope, max_payload: usize) -> Result<(), Even
             ));
         }
     }
+    let attributes: usize = strings
+        .iter()
+        .filter_map(|(name, value)| Some(name.len() + (*value)?.len()))
+        .chain(envelope.extensions.iter().map(|(k, v)| k.len() + v.len()))
+        .sum();
+    if attributes > MAX_ATTRIBUTES {
+        return invalid(format!(
+            "the attributes take {attributes} bytes, more than the {MAX_ATTRIBUTES} allowed"
+        ));
+    }
     if envelope.payload.len() > max_payload {
         return Err(EventLogError::PayloadTooLarge {
             size: envelope.payload.len(),
@@ -293,6 +308,7 @@ mod tests {
             ok_event().with_content_type("text/plain "),
             ok_event().with_time(chrono::DateTime::<chrono::Utc>::MAX_UTC),
             ok_event().with_time(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            ok_event().with_subject("s".repeat(MAX_ATTRIBUTES)),
         ];
         for e in cases {
             let err = envelope(&e, 1).unwrap_err();

@@ -27,3 +27,4 @@ impl Fixture for Memory {
 }
 
 conformance::contract_tests!(embedded: Memory::default());
+conformance::contract_tests!(driver: Memory::default());

@@ -4,12 +4,14 @@
 
 mod append;
 mod broker;
+mod checked;
 mod faults;
 mod positions;
 mod subscribe;
 
 pub use append::*;
 pub use broker::*;
+pub use checked::*;
 pub use faults::*;
 pub use positions::*;
 pub use subscribe::*;
