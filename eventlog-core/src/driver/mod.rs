@@ -165,3 +165,6 @@ pub trait Reader: Send + Unpin + 'static {
         limits: ReadLimits,
     ) -> impl Future<Output = Result<Vec<Record>, EventLogError>> + Send;
 }
+
+#[cfg(test)]
+mod tests;

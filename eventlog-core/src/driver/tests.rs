@@ -1,0 +1,239 @@
+//! The subscription engine against a driver whose reads follow a script:
+//! the reports no healthy broker gives on demand.
+
+use super::*;
+use crate::{EventLog, SeekPosition};
+use futures::StreamExt;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+type Read = Result<Vec<Record>, EventLogError>;
+
+/// Reads come from `script` in order; once it is spent, reads wait forever.
+#[derive(Default)]
+struct Scripted {
+    script: Mutex<VecDeque<Read>>,
+    last: AtomicU64,
+    deleted: AtomicBool,
+}
+
+struct ScriptedReader(Arc<Scripted>);
+
+fn ok(seq_no: SeqNo) -> Record {
+    let mut event = EventEnvelope::new("/test", "t", &b""[..]);
+    event.seq_no = Some(seq_no);
+    Ok(event)
+}
+
+fn unavailable() -> EventLogError {
+    EventLogError::Unavailable {
+        backend: "scripted",
+        source: "connection refused".into(),
+    }
+}
+
+use std::sync::Arc;
+
+impl Driver for Arc<Scripted> {
+    type Reader = ScriptedReader;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new("scripted", 1024, true)
+    }
+    fn timeout(&self) -> Option<Duration> {
+        Some(Duration::from_secs(5))
+    }
+    fn read_wait(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+    async fn append(&self, _: EventEnvelope) -> Result<SeqNo, EventLogError> {
+        unreachable!("the engine tests do not append")
+    }
+    async fn append_batch(&self, _: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
+        unreachable!("the engine tests do not append")
+    }
+    async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        Ok(self.last.load(Ordering::SeqCst))
+    }
+    async fn acknowledged(&self, _: &str) -> Result<Option<SeqNo>, EventLogError> {
+        Ok(None)
+    }
+    async fn move_consumer(&self, _: &str, _: SeqNo) -> Result<(), EventLogError> {
+        Ok(())
+    }
+    async fn ack(&self, _: &str, _: SeqNo) -> Result<(), EventLogError> {
+        Ok(())
+    }
+    async fn open_reader(&self, _: &str, _: SeqNo) -> Result<ScriptedReader, EventLogError> {
+        Ok(ScriptedReader(self.clone()))
+    }
+    async fn log_exists(&self) -> Result<bool, EventLogError> {
+        Ok(!self.deleted.load(Ordering::SeqCst))
+    }
+}
+
+impl Reader for ScriptedReader {
+    async fn read(&mut self, _: ReadLimits) -> Result<Vec<Record>, EventLogError> {
+        let next = self.0.script.lock().unwrap().pop_front();
+        match next {
+            Some(read) => read,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn log_of(script: Vec<Read>, last: SeqNo) -> (DriverLog<Arc<Scripted>>, Arc<Scripted>) {
+    let driver = Arc::new(Scripted {
+        script: Mutex::new(script.into()),
+        last: AtomicU64::new(last),
+        deleted: AtomicBool::new(false),
+    });
+    let settings = SubscriptionSettings::default().with_outage_report_after(Duration::ZERO);
+    (DriverLog::with_settings(driver.clone(), settings), driver)
+}
+
+/// The first `n` items of a checked subscription from the beginning, as
+/// sequence numbers for events and names for reports.
+async fn items(log: &DriverLog<Arc<Scripted>>, n: usize) -> Vec<String> {
+    let stream = log
+        .subscribe_checked("c", SeekPosition::Beginning)
+        .await
+        .unwrap();
+    let items = tokio::time::timeout(Duration::from_secs(10), stream.take(n).collect::<Vec<_>>())
+        .await
+        .expect("the items came");
+    items
+        .into_iter()
+        .map(|item| match item {
+            Ok(event) => event.seq_no.unwrap().to_string(),
+            Err(EventLogError::Decode { seq_no, .. }) => format!("decode {seq_no}"),
+            Err(EventLogError::Gap { expected, found }) => format!("gap {expected}..{found}"),
+            Err(EventLogError::SequenceReused { delivered, last }) => {
+                format!("reused {delivered}>{last}")
+            }
+            Err(EventLogError::Outage { .. }) => "outage".into(),
+            Err(err) => err.to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_undecodable_event_is_reported_and_skippable() {
+    let script = || {
+        let undecodable = Err(Undecodable {
+            seq_no: 2,
+            reason: "garbage".into(),
+        });
+        vec![Ok(vec![ok(1), undecodable, ok(3)])]
+    };
+    let (log, _) = log_of(script(), 3);
+    assert_eq!(items(&log, 3).await, ["1", "decode 2", "3"]);
+    // The plain stream ends there rather than skip it.
+    let (log, _) = log_of(script(), 3);
+    let plain: Vec<_> = log
+        .subscribe("c", SeekPosition::Beginning)
+        .await
+        .unwrap()
+        .map(|e| e.seq_no.unwrap())
+        .collect()
+        .await;
+    assert_eq!(plain, [1]);
+}
+
+#[tokio::test]
+async fn the_plain_stream_ends_at_a_report() {
+    let (log, _) = log_of(
+        vec![Ok(vec![ok(1)]), Ok(vec![ok(3)]), Ok(vec![ok(4)])],
+        4,
+    );
+    let plain: Vec<_> = log
+        .subscribe("c", SeekPosition::Beginning)
+        .await
+        .unwrap()
+        .map(|e| e.seq_no.unwrap())
+        .collect()
+        .await;
+    assert_eq!(plain, [1]);
+}
+
+#[tokio::test]
+async fn a_gap_is_reported_then_the_stream_goes_on() {
+    let (log, _) = log_of(vec![Ok(vec![ok(1), ok(2), ok(5)]), Ok(vec![ok(6)])], 6);
+    assert_eq!(items(&log, 5).await, ["1", "2", "gap 3..5", "5", "6"]);
+}
+
+#[tokio::test]
+async fn what_was_handed_out_is_skipped_after_a_reconnection() {
+    let (log, _) = log_of(
+        vec![
+            Ok(vec![ok(1), ok(2)]),
+            Err(unavailable()),
+            Ok(vec![ok(1), ok(2), ok(3)]),
+        ],
+        3,
+    );
+    assert_eq!(items(&log, 4).await, ["1", "2", "outage", "3"]);
+}
+
+#[tokio::test]
+async fn reused_numbers_are_reported() {
+    let (log, driver) = log_of(
+        vec![
+            Ok(vec![ok(1), ok(2), ok(3)]),
+            Err(unavailable()),
+            Ok(vec![ok(2)]),
+        ],
+        3,
+    );
+    let stream = log
+        .subscribe_checked("c", SeekPosition::Beginning)
+        .await
+        .unwrap();
+    let mut stream = stream.take(6);
+    for n in 1..=3 {
+        assert_eq!(stream.next().await.unwrap().unwrap().seq_no, Some(n));
+    }
+    // The log was created again with one event while the broker was away.
+    driver.last.store(1, Ordering::SeqCst);
+    assert!(matches!(
+        stream.next().await,
+        Some(Err(EventLogError::Outage { .. }))
+    ));
+    assert!(matches!(
+        stream.next().await,
+        Some(Err(EventLogError::SequenceReused {
+            delivered: 3,
+            last: 1
+        }))
+    ));
+    assert_eq!(stream.next().await.unwrap().unwrap().seq_no, Some(2));
+}
+
+#[tokio::test]
+async fn a_deleted_log_ends_the_stream() {
+    let (log, driver) = log_of(
+        vec![
+            Ok(vec![ok(1)]),
+            Err(EventLogError::Backend {
+                backend: "scripted",
+                source: "no such stream".into(),
+            }),
+        ],
+        1,
+    );
+    driver.deleted.store(true, Ordering::SeqCst);
+    assert_eq!(items(&log, 3).await, ["1", "the log was deleted"]);
+}
+
+#[tokio::test]
+async fn a_fault_that_is_not_transient_ends_the_stream() {
+    let (log, _) = log_of(
+        vec![Err(EventLogError::Backend {
+            backend: "scripted",
+            source: "refused".into(),
+        })],
+        1,
+    );
+    assert_eq!(items(&log, 2).await, ["scripted backend error"]);
+}
