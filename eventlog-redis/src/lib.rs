@@ -54,13 +54,15 @@
 mod codec;
 mod config;
 mod delivered;
+mod driver;
 mod error;
 mod log;
+mod reader;
 mod scripts;
-mod subscription;
 
 pub use config::{
     DEFAULT_KEY_PREFIX, DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT, RedisConfig, RedisConfigBuilder,
 };
+pub use driver::RedisDriver;
 pub use log::RedisEventLog;
-pub use subscription::client_name as subscription_client_name;
+pub use reader::{RedisReader, client_name as subscription_client_name};

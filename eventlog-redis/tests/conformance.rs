@@ -196,6 +196,7 @@ fn entry_seq(id: &str) -> Result<SeqNo> {
 
 conformance::contract_tests!(broker: Redis::shared().await?);
 conformance::contract_tests!(deletion: Redis::shared().await?);
+conformance::contract_tests!(driver: Redis::shared().await?);
 
 /// Acks of entries this handle read are plain `XACK`s (`delivered.rs`).
 /// An ack applied meanwhile through another handle (or one that timed out

@@ -1,0 +1,294 @@
+//! The Redis driver: the broker calls behind [`RedisEventLog`](crate::RedisEventLog).
+
+use crate::config::RedisConfig;
+use crate::delivered::Delivered;
+use crate::error::{BACKEND, from_redis};
+use crate::reader::RedisReader;
+use crate::{codec, scripts};
+use eventlog_core::driver::Driver;
+use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::fmt;
+use std::time::Duration;
+
+/// The oldest Redis whose `XADD key 0-*` numbers entries for us.
+const MIN_REDIS_MAJOR: u32 = 7;
+
+/// The broker calls of one Redis stream.
+pub struct RedisDriver {
+    pub(crate) config: RedisConfig,
+    pub(crate) key: String,
+    pub(crate) client: redis::Client,
+    conn: ConnectionManager,
+    /// What the subscriptions of this handle read and did not acknowledge.
+    pub(crate) delivered: std::sync::Arc<Delivered>,
+}
+
+impl fmt::Debug for RedisDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisDriver")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `fut` within `after`: the generic log bounds its operations, but
+/// connecting happens before there is one.
+async fn within<T>(
+    after: Duration,
+    fut: impl Future<Output = Result<T, EventLogError>>,
+) -> Result<T, EventLogError> {
+    tokio::time::timeout(after, fut)
+        .await
+        .unwrap_or(Err(EventLogError::Timeout {
+            operation: "connect",
+            after,
+        }))
+}
+
+impl RedisDriver {
+    /// Connects to the server of `config` and checks its version.
+    pub(crate) async fn connect(config: RedisConfig) -> Result<Self, EventLogError> {
+        let client = client_for(&config)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            // A backstop only: every operation is bounded by the generic
+            // log, whose timeout must fire first to name the operation.
+            .set_response_timeout(Some(config.timeout + Duration::from_secs(1)))
+            .set_number_of_retries(2);
+        let mut conn = within(config.timeout, async {
+            ConnectionManager::new_with_config(client.clone(), manager_config)
+                .await
+                .map_err(from_redis)
+        })
+        .await?;
+        within(config.timeout, check_version(&mut conn)).await?;
+        let key = config.stream_key();
+        Ok(Self {
+            config,
+            key,
+            client,
+            conn,
+            delivered: Default::default(),
+        })
+    }
+
+    async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        cmd: redis::Cmd,
+    ) -> Result<T, EventLogError> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn).await.map_err(from_redis)
+    }
+
+    /// Runs one of the [`scripts`] on the shared connection.
+    async fn script<T: redis::FromRedisValue + Send>(
+        &self,
+        script: &redis::Script,
+        args: &[&str],
+    ) -> Result<T, EventLogError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = script.key(&self.key);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation.invoke_async(&mut conn).await.map_err(from_redis)
+    }
+
+    /// Acknowledges exactly the entries `ids` with one `XACK`; `false` when
+    /// the server had fewer of them pending.
+    async fn xack(
+        &self,
+        consumer: &str,
+        ids: std::ops::RangeInclusive<SeqNo>,
+    ) -> Result<bool, EventLogError> {
+        let expected = ids.clone().count();
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(&self.key).arg(consumer);
+        for n in ids {
+            cmd.arg(format!("0-{n}"));
+        }
+        let acked: usize = self.query(cmd).await?;
+        Ok(acked == expected)
+    }
+}
+
+impl Driver for RedisDriver {
+    type Reader = RedisReader;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(BACKEND, self.config.max_payload, true)
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.config.timeout)
+    }
+
+    fn read_wait(&self) -> Duration {
+        self.config.block
+    }
+
+    async fn append(&self, event: EventEnvelope) -> Result<SeqNo, EventLogError> {
+        let id: String = self.query(codec::xadd(&self.key, &event)).await?;
+        codec::seq_of(&id)
+    }
+
+    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
+        // MULTI/EXEC: the batch is stored contiguously, or not at all.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for event in &events {
+            pipe.add_command(codec::xadd(&self.key, event));
+        }
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = pipe.query_async(&mut conn).await.map_err(from_redis)?;
+        ids.iter().map(|id| codec::seq_of(id)).collect()
+    }
+
+    async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        self.script(&scripts::LAST, &[]).await
+    }
+
+    async fn acknowledged(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
+        let (position, _last): (i64, u64) = self.script(&scripts::STATE, &[consumer]).await?;
+        Ok(u64::try_from(position).ok().filter(|&p| p > 0))
+    }
+
+    async fn move_consumer(&self, consumer: &str, next: SeqNo) -> Result<(), EventLogError> {
+        self.delivered.forget(consumer);
+        let id = format!("0-{}", next - 1);
+        self.script::<i64>(&scripts::SEEK, &[consumer, &id])
+            .await
+            .map(drop)
+    }
+
+    async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<(), EventLogError> {
+        if let Some(ids) = self.delivered.pending_up_to(consumer, seq_no) {
+            if self.xack(consumer, ids).await? {
+                self.delivered.acked(consumer, seq_no);
+                return Ok(());
+            }
+            // Someone else moved the group: the script decides.
+            self.delivered.forget(consumer);
+        }
+        let (accepted, last): (i64, u64) = self
+            .script(&scripts::ACK, &[consumer, &seq_no.to_string()])
+            .await?;
+        if accepted == 0 {
+            // The log holds less than the handle had seen: it was deleted
+            // and created again.
+            return Err(EventLogError::AckOutOfRange {
+                consumer: consumer.to_owned(),
+                seq_no,
+                last: (last > 0).then_some(last),
+            });
+        }
+        self.delivered.acked(consumer, seq_no);
+        Ok(())
+    }
+
+    async fn open_reader(&self, consumer: &str, _from: SeqNo) -> Result<RedisReader, EventLogError> {
+        self.delivered.forget(consumer);
+        self.script::<i64>(&scripts::ENSURE_GROUP, &[consumer])
+            .await?;
+        RedisReader::open(self, consumer).await
+    }
+
+    async fn log_exists(&self) -> Result<bool, EventLogError> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(&self.key);
+        let exists: i64 = self.query(cmd).await?;
+        Ok(exists == 1)
+    }
+}
+
+/// A `redis::Client` for the server of `config`, credentials included.
+pub(crate) fn client_for(config: &RedisConfig) -> Result<redis::Client, EventLogError> {
+    use redis::IntoConnectionInfo;
+    let tls = config.url.starts_with("rediss://");
+    if tls && !cfg!(feature = "tls") {
+        return Err(EventLogError::InvalidConfig {
+            reason: "rediss:// needs the `tls` feature of eventlog-redis".into(),
+        });
+    }
+    // rustls needs a process-wide crypto provider; the redis client picks
+    // none. Ours is ring, unless the application installed one.
+    #[cfg(feature = "tls")]
+    if tls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let info =
+        config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| EventLogError::InvalidConfig {
+                reason: format!(
+                    "Redis URL `{}`: {e}",
+                    eventlog_core::redact_url(&config.url)
+                ),
+            })?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(username) = &config.username {
+        settings = settings.set_username(username);
+    }
+    if let Some(password) = &config.password {
+        settings = settings.set_password(password.expose());
+    }
+    let info = info.set_redis_settings(settings);
+    match &config.root_certificates {
+        None => redis::Client::open(info).map_err(from_redis),
+        Some(path) => tls_client(info, path),
+    }
+}
+
+/// A client that trusts the root certificates in the PEM file at `path`.
+#[cfg(feature = "tls")]
+fn tls_client(info: redis::ConnectionInfo, path: &std::path::Path) -> Result<redis::Client, EventLogError> {
+    let root_cert = std::fs::read(path).map_err(|e| EventLogError::InvalidConfig {
+        reason: format!("root certificates {}: {e}", path.display()),
+    })?;
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    };
+    redis::Client::build_with_tls(info, certificates).map_err(|e| {
+        EventLogError::InvalidConfig {
+            reason: format!("root certificates {}: {e}", path.display()),
+        }
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(_: redis::ConnectionInfo, _: &std::path::Path) -> Result<redis::Client, EventLogError> {
+    Err(EventLogError::InvalidConfig {
+        reason: "root certificates need the `tls` feature of eventlog-redis".into(),
+    })
+}
+
+async fn check_version(conn: &mut ConnectionManager) -> Result<(), EventLogError> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .map_err(from_redis)?;
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned();
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < MIN_REDIS_MAJOR {
+        return Err(EventLogError::InvalidConfig {
+            reason: format!(
+                "Redis {MIN_REDIS_MAJOR}.0 or newer is needed, the server is {version}"
+            ),
+        });
+    }
+    Ok(())
+}
