@@ -53,12 +53,15 @@
 
 mod codec;
 mod config;
+mod driver;
 mod error;
 mod log;
-mod subscription;
+mod reader;
 
 pub use config::{
     Credentials, DEFAULT_STREAM_PREFIX, DEFAULT_SUBJECT_PREFIX, DEFAULT_TIMEOUT, NatsConfig,
     NatsConfigBuilder,
 };
+pub use driver::NatsDriver;
 pub use log::NatsEventLog;
+pub use reader::NatsReader;

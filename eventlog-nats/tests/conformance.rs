@@ -243,3 +243,4 @@ impl Broker for Nats {
 
 conformance::contract_tests!(broker: Nats::shared().await?);
 conformance::contract_tests!(deletion: Nats::shared().await?);
+conformance::contract_tests!(driver: Nats::shared().await?);

@@ -1,0 +1,373 @@
+//! The NATS driver: the broker calls behind [`NatsEventLog`](crate::NatsEventLog).
+
+use crate::config::{Credentials, NatsConfig};
+use crate::error::{BACKEND, classify};
+use crate::reader::{NatsReader, Replies};
+use crate::codec;
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::{Client, ConnectOptions};
+use eventlog_core::driver::Driver;
+use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How much longer than the configured timeout the client's own request
+/// timeouts are.
+const BACKSTOP: Duration = Duration::from_secs(1);
+
+/// The oldest server with the consumer reset API (ADR-60) that seek and
+/// resumption stand on.
+const MIN_SERVER: (u64, u64) = (2, 14);
+/// Room kept beside the payload for the attribute headers: the largest
+/// attributes core allows, each byte percent-encoded, plus the `ce-` names.
+const HEADER_ROOM: usize = 3 * eventlog_core::validate::MAX_ATTRIBUTES + 8 * 1024;
+
+/// The broker calls of one JetStream stream.
+pub struct NatsDriver {
+    pub(crate) config: NatsConfig,
+    pub(crate) client: Client,
+    js: jetstream::Context,
+    pub(crate) stream: stream::Stream,
+    subject: String,
+    /// The server's `max_payload`: headers and body together.
+    pub(crate) max_message: usize,
+    /// Reply subjects of delivered messages, for one-round-trip acks.
+    pub(crate) replies: Arc<Replies>,
+}
+
+impl fmt::Debug for NatsDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsDriver")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `fut` within `after`: the generic log bounds its operations, but
+/// connecting happens before there is one.
+async fn within<T>(
+    after: Duration,
+    fut: impl Future<Output = Result<T, EventLogError>>,
+) -> Result<T, EventLogError> {
+    tokio::time::timeout(after, fut)
+        .await
+        .unwrap_or(Err(EventLogError::Timeout {
+            operation: "connect",
+            after,
+        }))
+}
+
+impl NatsDriver {
+    /// Connects to the servers of `config`, creating the stream if
+    /// configured so.
+    pub(crate) async fn connect(config: NatsConfig) -> Result<Self, EventLogError> {
+        let timeout = config.timeout;
+        let options = options(&config).await?;
+        let client = within(timeout, async {
+            options
+                .connect(&config.servers)
+                .await
+                .map_err(crate::error::from_connect)
+        })
+        .await?;
+        check_version(&client.server_info().version)?;
+        let mut js = jetstream::new(client.clone());
+        // A backstop only: the generic log's timeout must fire first to
+        // name the operation that timed out.
+        js.set_timeout(timeout + BACKSTOP);
+        let stream = within(timeout, open_stream(&client, &js, &config)).await?;
+        let max_message = client.server_info().max_payload;
+        let subject = config.subject();
+        Ok(Self {
+            config,
+            client,
+            js,
+            stream,
+            subject,
+            max_message,
+            replies: Arc::default(),
+        })
+    }
+
+    fn classify(&self, err: impl std::error::Error + Send + Sync + 'static) -> EventLogError {
+        classify(&self.client, err)
+    }
+
+    /// Publishes one event and returns the future of its acknowledgement.
+    async fn publish(
+        &self,
+        event: &EventEnvelope,
+    ) -> Result<jetstream::context::PublishAckFuture, EventLogError> {
+        let message = jetstream::message::PublishMessage::build()
+            .payload(event.payload.clone())
+            .headers(codec::encode(event))
+            .message_id(&event.id)
+            .expected_stream(self.config.stream_name());
+        self.js
+            .send_publish(self.subject.clone(), message)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    async fn await_ack(
+        &self,
+        ack: jetstream::context::PublishAckFuture,
+    ) -> Result<SeqNo, EventLogError> {
+        Ok(ack.await.map_err(|e| self.classify(e))?.sequence)
+    }
+
+    /// The durable consumer named `consumer`, created at the beginning if it
+    /// does not exist.
+    pub(crate) async fn consumer(
+        &self,
+        consumer: &str,
+    ) -> Result<consumer::PullConsumer, EventLogError> {
+        self.stream
+            .get_or_create_consumer(consumer, durable(consumer))
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Resets `consumer` so the next delivery is `next` (its ack floor
+    /// becomes `next - 1`), or to its ack floor with `None`. Forgets the
+    /// replies of earlier deliveries.
+    pub(crate) async fn reset(
+        &self,
+        consumer: &str,
+        next: Option<SeqNo>,
+    ) -> Result<(), EventLogError> {
+        self.consumer(consumer).await?;
+        self.stream
+            .reset_consumer(consumer, next)
+            .await
+            .map_err(|e| self.classify(e))?;
+        self.replies.forget(consumer);
+        Ok(())
+    }
+
+    /// The ack floor of `consumer`, `None` when it does not exist.
+    async fn ack_floor(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
+        match self.stream.consumer_info(consumer).await {
+            Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
+            Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    /// The encoded size of `event`: its headers and its payload.
+    fn message_size(event: &EventEnvelope) -> usize {
+        let headers = codec::encode(event);
+        let header_bytes: usize = headers
+            .iter()
+            .map(|(k, v)| {
+                AsRef::<str>::as_ref(k).len()
+                    + v.iter().map(|v| v.as_str().len() + 4).sum::<usize>()
+            })
+            .sum();
+        header_bytes + event.payload.len()
+    }
+}
+
+impl Driver for NatsDriver {
+    type Reader = NatsReader;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(
+            BACKEND,
+            self.max_message.saturating_sub(HEADER_ROOM),
+            true,
+        )
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.config.timeout)
+    }
+
+    fn read_wait(&self) -> Duration {
+        self.config.block
+    }
+
+    fn check_event(&self, event: &EventEnvelope) -> Result<(), EventLogError> {
+        // The header room covers the attributes core allows; this is the
+        // server's own limit, checked before anything of a batch is sent.
+        let size = Self::message_size(event);
+        if size > self.max_message {
+            return Err(EventLogError::PayloadTooLarge {
+                size,
+                limit: self.max_message,
+            });
+        }
+        Ok(())
+    }
+
+    async fn append(&self, event: EventEnvelope) -> Result<SeqNo, EventLogError> {
+        self.await_ack(self.publish(&event).await?).await
+    }
+
+    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
+        // Pipelined: every publish goes out before the first acknowledgement
+        // is awaited; one connection keeps them in order.
+        let mut acks = Vec::with_capacity(events.len());
+        for event in &events {
+            acks.push(self.publish(event).await?);
+        }
+        let mut seq_nos = Vec::with_capacity(acks.len());
+        for ack in acks {
+            seq_nos.push(self.await_ack(ack).await?);
+        }
+        Ok(seq_nos)
+    }
+
+    async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        let info = self.stream.get_info().await.map_err(|e| self.classify(e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn acknowledged(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
+        Ok(self.ack_floor(consumer).await?.filter(|&floor| floor > 0))
+    }
+
+    async fn move_consumer(&self, consumer: &str, next: SeqNo) -> Result<(), EventLogError> {
+        self.reset(consumer, Some(next)).await
+    }
+
+    async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<(), EventLogError> {
+        if let Some(reply) = self.replies.reply_of(consumer, seq_no) {
+            // AckAll through the delivered message: covers everything up to
+            // it, and the server never moves its floor back. A request, so
+            // the server has applied it on return.
+            self.client
+                .request(reply, "+ACK".into())
+                .await
+                .map_err(|e| self.classify(e))?;
+            self.replies.acked(consumer, seq_no);
+            return Ok(());
+        }
+        if self
+            .ack_floor(consumer)
+            .await?
+            .is_some_and(|floor| seq_no <= floor)
+        {
+            return Ok(());
+        }
+        self.reset(consumer, Some(seq_no + 1)).await
+    }
+
+    async fn open_reader(&self, consumer: &str, _from: SeqNo) -> Result<NatsReader, EventLogError> {
+        // A reset to the ack floor delivers at once what a dead predecessor
+        // (or a failed pull) received and never acknowledged.
+        self.reset(consumer, None).await?;
+        let pull = self.consumer(consumer).await?;
+        Ok(NatsReader::new(self, consumer, pull))
+    }
+
+    async fn log_exists(&self) -> Result<bool, EventLogError> {
+        let name = self.config.stream_name();
+        match self.js.get_stream(name).await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(self.classify(e)),
+            },
+        }
+    }
+}
+/// The durable pull consumer of one consumer name: cumulative acks; no
+/// limit on unacknowledged deliveries, so a subscriber that never acks does
+/// not stall; a long ack wait, since redelivery is driven by resets, not
+/// timers (a subscription skips what it already handed out anyway).
+fn durable(name: &str) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(name.to_owned()),
+        ack_policy: consumer::AckPolicy::All,
+        deliver_policy: consumer::DeliverPolicy::All,
+        ack_wait: Duration::from_secs(3600),
+        max_ack_pending: -1,
+        max_deliver: -1,
+        ..Default::default()
+    }
+}
+
+async fn options(config: &NatsConfig) -> Result<ConnectOptions, EventLogError> {
+    let mut options = ConnectOptions::new()
+        .name(format!("eventlog:{}", config.log))
+        .connection_timeout(config.timeout)
+        .request_timeout(Some(config.timeout + BACKSTOP))
+        .require_tls(config.require_tls);
+    if let Some(path) = &config.root_certificates {
+        // The client reads the file only once connected; a typo is a
+        // configuration error, not an unreachable broker.
+        std::fs::File::open(path).map_err(|e| EventLogError::InvalidConfig {
+            reason: format!("root certificates {}: {e}", path.display()),
+        })?;
+        options = options.add_root_certificates(path.clone());
+    }
+    options = match &config.credentials {
+        Credentials::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.expose().to_owned())
+        }
+        Credentials::Token(token) => options.token(token.expose().to_owned()),
+        Credentials::NKey(seed) => options.nkey(seed.expose().to_owned()),
+        Credentials::CredsFile(path) => {
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|e| EventLogError::InvalidConfig {
+                    reason: format!("creds file {}: {e}", path.display()),
+                })?
+        }
+        Credentials::None => options,
+    };
+    Ok(options)
+}
+
+fn check_version(version: &str) -> Result<(), EventLogError> {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_SERVER {
+        return Err(EventLogError::InvalidConfig {
+            reason: format!(
+                "NATS server {}.{} or newer is needed (consumer reset), the server is {version}",
+                MIN_SERVER.0, MIN_SERVER.1
+            ),
+        });
+    }
+    Ok(())
+}
+
+async fn open_stream(
+    client: &Client,
+    js: &jetstream::Context,
+    config: &NatsConfig,
+) -> Result<stream::Stream, EventLogError> {
+    let name = config.stream_name();
+    if config.create_stream {
+        js.get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![config.subject()],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| classify(client, e))
+    } else {
+        js.get_stream(&name).await.map_err(|e| match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(js)
+                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                EventLogError::InvalidConfig {
+                    reason: format!("stream {name} does not exist, and create_stream is off"),
+                }
+            }
+            _ => classify(client, e),
+        })
+    }
+}
+

@@ -1,0 +1,198 @@
+//! A subscription's reader: pull requests on the durable consumer, and the
+//! reply subjects of what it received, for one-round-trip acks.
+//!
+//! Each pull request waits on the server up to the configured block time,
+//! so a new event is delivered as soon as it is stored. After a failed pull
+//! the generic log opens a new reader, which resets the consumer to its ack
+//! floor first: deliveries lost in flight come again at once instead of
+//! after the ack wait, and the generic log drops those it already handed
+//! out.
+
+use crate::codec;
+use crate::driver::NatsDriver;
+use crate::error::BACKEND;
+use async_nats::Subject;
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::pull::Batch;
+use chrono::{DateTime, Utc};
+use eventlog_core::driver::{ReadLimits, Reader, Record, Undecodable};
+use eventlog_core::{EventLogError, SeqNo};
+use futures::{FutureExt, StreamExt};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// At most this many delivered, unacknowledged messages per consumer keep
+/// their reply subject for a fast ack; beyond, acks take the slower reset
+/// path.
+const MAX_REPLIES: usize = 100_000;
+
+/// Per consumer, the reply subjects of messages delivered to this handle's
+/// readers and not yet acknowledged, in sequence order.
+#[derive(Debug, Default)]
+pub(crate) struct Replies(Mutex<HashMap<String, VecDeque<(SeqNo, Subject)>>>);
+
+impl Replies {
+    /// Keeps the reply subject of a delivered message.
+    fn remember(&self, consumer: &str, seq_no: SeqNo, reply: Subject) {
+        let mut all = self.0.lock().expect("replies lock poisoned");
+        // No allocation for the consumer's name on the hot path.
+        let replies = match all.get_mut(consumer) {
+            Some(replies) => replies,
+            None => all.entry(consumer.to_owned()).or_default(),
+        };
+        if replies.len() >= MAX_REPLIES {
+            replies.pop_front();
+        }
+        replies.push_back((seq_no, reply));
+    }
+
+    /// The reply subject of message `seq_no`, if a reader of this handle
+    /// received it and it is not acknowledged yet.
+    pub(crate) fn reply_of(&self, consumer: &str, seq_no: SeqNo) -> Option<Subject> {
+        let all = self.0.lock().expect("replies lock poisoned");
+        let replies = all.get(consumer)?;
+        let at = replies
+            .binary_search_by_key(&seq_no, |(seq, _)| *seq)
+            .ok()?;
+        Some(replies[at].1.clone())
+    }
+
+    /// Everything of `consumer` up to `seq_no` is acknowledged.
+    pub(crate) fn acked(&self, consumer: &str, seq_no: SeqNo) {
+        if let Some(replies) = self
+            .0
+            .lock()
+            .expect("replies lock poisoned")
+            .get_mut(consumer)
+        {
+            while replies.front().is_some_and(|(seq, _)| *seq <= seq_no) {
+                replies.pop_front();
+            }
+        }
+    }
+
+    /// Forgets `consumer`'s replies: it was moved, so they are stale.
+    pub(crate) fn forget(&self, consumer: &str) {
+        self.0
+            .lock()
+            .expect("replies lock poisoned")
+            .remove(consumer);
+    }
+}
+
+/// The reader of one subscription.
+pub struct NatsReader {
+    replies: Arc<Replies>,
+    consumer: String,
+    pull: PullConsumer,
+    batch: Option<Batch>,
+    block: std::time::Duration,
+    /// The largest message the server takes: a pull asks for at least
+    /// that many bytes, so one event always fits.
+    max_message: usize,
+}
+
+impl NatsReader {
+    pub(crate) fn new(driver: &NatsDriver, consumer: &str, pull: PullConsumer) -> Self {
+        Self {
+            replies: driver.replies.clone(),
+            consumer: consumer.to_owned(),
+            pull,
+            batch: None,
+            block: driver.config.block,
+            max_message: driver.max_message,
+        }
+    }
+
+    /// The next message of the current pull request, starting one if
+    /// there is none; `None` when the request ended.
+    async fn next_message(
+        &mut self,
+        limits: ReadLimits,
+    ) -> Result<Option<async_nats::jetstream::Message>, EventLogError> {
+        let batch = match &mut self.batch {
+            Some(batch) => batch,
+            None => {
+                let batch = self
+                    .pull
+                    .batch()
+                    .max_messages(limits.events)
+                    .max_bytes(limits.bytes.max(self.max_message))
+                    .expires(self.block)
+                    .messages()
+                    .await
+                    .map_err(unavailable)?;
+                self.batch.insert(batch)
+            }
+        };
+        match batch.next().await {
+            None => {
+                self.batch = None;
+                Ok(None)
+            }
+            Some(Err(e)) => Err(unavailable(e)),
+            Some(Ok(message)) => Ok(Some(message)),
+        }
+    }
+
+    /// `message` as a record, keeping its reply subject.
+    fn record(&self, message: async_nats::jetstream::Message) -> Result<Record, EventLogError> {
+        let info = message.info().map_err(|e| EventLogError::Backend {
+            backend: BACKEND,
+            source: format!("not a JetStream delivery: {e}").into(),
+        })?;
+        let seq_no = info.stream_sequence;
+        let published =
+            DateTime::<Utc>::from_timestamp_nanos(info.published.unix_timestamp_nanos() as i64);
+        let record = codec::decode(
+            seq_no,
+            message.message.headers.as_ref(),
+            message.message.payload.clone(),
+            published,
+        )
+        .map_err(|e| Undecodable {
+            seq_no,
+            reason: match e {
+                EventLogError::Decode { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        });
+        if let Some(reply) = message.message.reply.clone() {
+            self.replies.remember(&self.consumer, seq_no, reply);
+        }
+        Ok(record)
+    }
+}
+
+/// A failed pull: the connection or the server went away (the generic log
+/// tells a deleted stream apart before it retries).
+fn unavailable(err: impl Into<eventlog_core::BoxError>) -> EventLogError {
+    EventLogError::Unavailable {
+        backend: BACKEND,
+        source: err.into(),
+    }
+}
+
+impl Reader for NatsReader {
+    async fn read(&mut self, limits: ReadLimits) -> Result<Vec<Record>, EventLogError> {
+        let Some(first) = self.next_message(limits).await? else {
+            return Ok(Vec::new());
+        };
+        let mut records = vec![self.record(first)?];
+        // What has already arrived, without waiting: a timer per message
+        // would cost more than the rest of its handling.
+        while records.len() < limits.events {
+            let Some(batch) = &mut self.batch else { break };
+            match batch.next().now_or_never() {
+                Some(Some(Ok(message))) => records.push(self.record(message)?),
+                Some(Some(Err(e))) => return Err(unavailable(e)),
+                Some(None) => {
+                    self.batch = None;
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(records)
+    }
+}
