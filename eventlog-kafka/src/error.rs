@@ -57,13 +57,12 @@ pub(crate) struct AuthWatch {
 
 impl AuthWatch {
     /// `err` as `Unauthorized` if the broker refused the login.
-    pub(crate) fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+    pub(crate) fn explain(&self, err: EventLogError) -> EventLogError {
         match self.refused.lock().expect("auth watch poisoned").clone() {
             Some(reason) => EventLogError::Unauthorized {
                 backend: BACKEND,
                 source: reason.into(),
-            }
-            .into(),
+            },
             None => err,
         }
     }

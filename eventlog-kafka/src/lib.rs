@@ -45,12 +45,15 @@
 
 mod codec;
 mod config;
+mod driver;
 mod error;
 mod log;
-mod subscription;
+mod reader;
 
 pub use config::{
     DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT, DEFAULT_TOPIC_PREFIX, KafkaConfig, KafkaConfigBuilder,
     Sasl,
 };
+pub use driver::KafkaDriver;
 pub use log::KafkaEventLog;
+pub use reader::KafkaReader;

@@ -212,3 +212,4 @@ conformance::contract_tests!(broker: Kafka::shared().await?);
 // No `deletion:` check (R02): deleting a topic on tansu 0.6 makes librdkafka
 // crash the test process (tansu answers a metadata request by topic id with
 // a null topic name; see docs/kafka-test-broker.md).
+conformance::contract_tests!(driver: Kafka::shared().await?);

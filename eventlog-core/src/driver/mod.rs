@@ -158,12 +158,21 @@ pub trait Reader: Send + Unpin + 'static {
     /// sequence number, within `limits`. Waits a while (the backend's block
     /// time) for at least one, and returns none when none came.
     ///
-    /// An error ends this reader: the generic log opens a new one (after a
-    /// backoff) when the error is retryable and the log still exists.
+    /// After an error the generic log opens a new reader (after a backoff)
+    /// when the error is retryable and the log still exists, unless this
+    /// one [`recovers_from`](Self::recovers_from) it.
     fn read(
         &mut self,
         limits: ReadLimits,
     ) -> impl Future<Output = Result<Vec<Record>, EventLogError>> + Send;
+
+    /// Whether this reader recovers from the retryable `err` by itself (its
+    /// client reconnects and goes on from where it was), so the generic log
+    /// reads from it again after a backoff instead of opening a new one.
+    fn recovers_from(&self, err: &EventLogError) -> bool {
+        let _ = err;
+        false
+    }
 }
 
 #[cfg(test)]

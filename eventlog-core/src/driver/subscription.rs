@@ -237,8 +237,14 @@ async fn fill<D: Driver>(
             }
             Err(err) => err,
         };
-        reader = None;
-        retry.reopened = true;
+        let recovers = err.is_retryable()
+            && reader
+                .as_ref()
+                .is_some_and(|reader| reader.recovers_from(&err));
+        if !recovers {
+            reader = None;
+            retry.reopened = true;
+        }
         let end = |err| Fill {
             reader: None,
             expected,
@@ -258,7 +264,7 @@ async fn fill<D: Driver>(
         if now.duration_since(quiet_since) >= shared.settings.outage_report_after {
             retry.reported_at = Some(now);
             return Fill {
-                reader: None,
+                reader,
                 expected,
                 outcome: Outcome::Report(EventLogError::Outage {
                     backend: driver.capabilities().backend,

@@ -1,0 +1,484 @@
+//! The Kafka driver: the broker calls behind [`KafkaEventLog`](crate::KafkaEventLog).
+
+use crate::config::KafkaConfig;
+use crate::error::{AuthWatch, BACKEND, from_kafka};
+use crate::codec;
+use crate::reader::KafkaReader;
+use eventlog_core::driver::Driver;
+use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::future_producer::DeliveryFuture;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// The log's one partition: one total order.
+pub(crate) const PARTITION: i32 = 0;
+/// How much longer than librdkafka's own timeouts connecting may take, so
+/// librdkafka reports its own (more precise) failure first.
+const GRACE: Duration = Duration::from_secs(1);
+/// The group name of the client that asks whether the topic exists; it
+/// never commits.
+const METADATA_GROUP: &str = "eventlog-metadata";
+/// How long a subscription's read waits for a new event before it returns
+/// none.
+const READ_WAIT: Duration = Duration::from_secs(1);
+
+/// The broker calls of one single-partition topic.
+pub struct KafkaDriver {
+    pub(crate) config: KafkaConfig,
+    pub(crate) topic: String,
+    /// Replaced when its producer id is no longer good (see `renew_producer`).
+    producer: RwLock<FutureProducer<AuthWatch>>,
+    /// What the producers' error callbacks saw of a refused login.
+    watch: AuthWatch,
+    /// Per consumer group, a client that reads and commits its offsets; it
+    /// never joins the group, so no rebalance ever involves it.
+    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+}
+
+impl fmt::Debug for KafkaDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaDriver")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The librdkafka settings every client of `config` shares.
+///
+/// Clients whose every call is bounded by the operation timeout (the
+/// producer, the admin and offset clients) give up on a silent connection
+/// after it too (`socket.timeout.ms`); a subscription's reader keeps
+/// librdkafka's default (60 s), since a fetch may legitimately take longer
+/// than one operation (a broker that answers a fetch from the start of a
+/// long log with all of it), and one abandoned at the timeout would be sent
+/// again forever.
+pub(crate) fn client_config(config: &KafkaConfig, bounded: bool) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    if bounded {
+        c.set("socket.timeout.ms", config.timeout.as_millis().to_string());
+    }
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", format!("eventlog-{}", config.log))
+        .set(
+            "security.protocol",
+            match (config.tls, config.sasl.is_some()) {
+                (false, false) => "plaintext",
+                (true, false) => "ssl",
+                (false, true) => "sasl_plaintext",
+                (true, true) => "sasl_ssl",
+            },
+        );
+    if let Some(sasl) = &config.sasl {
+        c.set("sasl.mechanism", &sasl.mechanism)
+            .set("sasl.username", &sasl.username)
+            .set("sasl.password", sasl.password.expose());
+    }
+    if let Some(ca) = &config.ca_location {
+        c.set("ssl.ca.location", ca);
+    }
+    for (key, value) in &config.properties {
+        c.set(key, value.expose());
+    }
+    c
+}
+
+impl KafkaDriver {
+    /// Connects to the brokers of `config`, creating the topic if
+    /// configured so and checking that it has one partition.
+    pub(crate) async fn connect(config: KafkaConfig) -> Result<Self, EventLogError> {
+        let watch = AuthWatch::default();
+        let producer = RwLock::new(new_producer(&config, &watch)?);
+        let topic = config.topic();
+        let driver = Self {
+            config,
+            topic,
+            producer,
+            watch,
+            groups: Mutex::new(HashMap::new()),
+        };
+        let after = driver.config.timeout + GRACE;
+        let checked = tokio::time::timeout(after, driver.ensure_topic())
+            .await
+            .unwrap_or(Err(EventLogError::Timeout {
+                operation: "connect",
+                after,
+            }));
+        checked.map_err(|e| driver.watch.explain(e))?;
+        Ok(driver)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    /// Runs the blocking librdkafka call `f` off the async runtime, with
+    /// librdkafka's own bound at the operation timeout.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(Duration) -> rdkafka::error::KafkaResult<T> + Send + 'static,
+    ) -> Result<T, EventLogError> {
+        let after = self.timeout();
+        tokio::task::spawn_blocking(move || f(after))
+            .await
+            .map_err(|e| EventLogError::Backend {
+                backend: BACKEND,
+                source: Box::new(e),
+            })?
+            .map_err(|e| from_kafka(operation, after, e))
+    }
+
+    async fn ensure_topic(&self) -> Result<(), EventLogError> {
+        match self.topic_partitions().await? {
+            Some(1) => Ok(()),
+            Some(n) => Err(EventLogError::InvalidConfig {
+                reason: format!(
+                    "topic {} has {n} partitions; a log needs exactly 1 for one total order",
+                    self.topic
+                ),
+            }),
+            None => Err(EventLogError::InvalidConfig {
+                reason: format!(
+                    "topic {} does not exist, and create_topic is off",
+                    self.topic
+                ),
+            }),
+        }
+    }
+
+    /// Creates the topic if configured so and returns its partition count.
+    async fn topic_partitions(&self) -> Result<Option<usize>, EventLogError> {
+        let config = &self.config;
+        if config.create_topic {
+            let admin: AdminClient<DefaultClientContext> = client_config(config, true)
+                .create()
+                .map_err(|e| invalid_config(&e))?;
+            let retention = config
+                .retention
+                .map_or("-1".to_owned(), |r| r.as_millis().to_string());
+            let topic = NewTopic::new(
+                &self.topic,
+                1,
+                TopicReplication::Fixed(config.replication_factor),
+            )
+            .set("retention.ms", &retention);
+            let options = AdminOptions::new()
+                .operation_timeout(Some(self.timeout()))
+                .request_timeout(Some(self.timeout()));
+            let results = admin
+                .create_topics([&topic], &options)
+                .await
+                .map_err(|e| from_kafka("connect", self.timeout(), e))?;
+            for result in results {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => {
+                        return Err(EventLogError::Backend {
+                            backend: BACKEND,
+                            source: format!("creating topic {topic}: {code}").into(),
+                        });
+                    }
+                }
+            }
+        }
+        let producer = self.producer();
+        let topic = self.topic.clone();
+        self.blocking("connect", move |t| {
+            let metadata = producer.client().fetch_metadata(Some(&topic), t)?;
+            Ok(metadata
+                .topics()
+                .first()
+                .filter(|m| m.error().is_none())
+                .map(|m| m.partitions().len()))
+        })
+        .await
+    }
+
+    fn producer(&self) -> FutureProducer<AuthWatch> {
+        self.producer
+            .read()
+            .expect("producer lock poisoned")
+            .clone()
+    }
+
+    /// Replaces the producer after a delivery error that leaves its producer
+    /// id in doubt: a timed-out or fenced delivery, or a fatal idempotence
+    /// error. The failed append is reported; the next one gets a fresh
+    /// producer id. Apache Kafka would let librdkafka bump the epoch of the
+    /// old id instead, but tansu 0.6 loses its storage task when it meets
+    /// such a bump after a restart, so a fresh id is the portable way.
+    fn renew_producer(&self, code: Option<RDKafkaErrorCode>) {
+        let stale = matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::Unknown
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::ProducerFenced
+            )
+        ) || self.producer().client().fatal_error().is_some();
+        if !stale {
+            return;
+        }
+        match new_producer(&self.config, &self.watch) {
+            Ok(producer) => {
+                tracing::warn!(topic = %self.topic, ?code, "replacing the producer");
+                let old = std::mem::replace(
+                    &mut *self.producer.write().expect("producer lock poisoned"),
+                    producer,
+                );
+                // Dropping a producer purges and flushes: not on the runtime.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(err) => {
+                tracing::error!(topic = %self.topic, %err, "cannot replace the producer")
+            }
+        }
+    }
+
+    /// The high watermark: the offset the next event gets, which is the
+    /// sequence number of the last one.
+    async fn high_watermark(&self) -> Result<SeqNo, EventLogError> {
+        let producer = self.producer();
+        let topic = self.topic.clone();
+        let (_, high) = self
+            .blocking("last_seq_no", move |t| {
+                producer.client().fetch_watermarks(&topic, PARTITION, t)
+            })
+            .await?;
+        Ok(high.max(0) as SeqNo)
+    }
+
+    /// The offset client of `consumer`'s group.
+    fn group_client(&self, consumer: &str) -> Result<Arc<BaseConsumer>, EventLogError> {
+        let group = self.config.group(consumer);
+        let mut groups = self.groups.lock().expect("groups lock poisoned");
+        if let Some(client) = groups.get(&group) {
+            return Ok(client.clone());
+        }
+        let client: BaseConsumer = client_config(&self.config, true)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| invalid_config(&e))?;
+        let client = Arc::new(client);
+        groups.insert(group, client.clone());
+        Ok(client)
+    }
+
+    fn partition_at(&self, offset: Offset) -> Result<TopicPartitionList, EventLogError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&self.topic, PARTITION, offset)
+            .map_err(|e| from_kafka("offsets", self.timeout(), e))?;
+        Ok(list)
+    }
+
+    /// The committed offset of `consumer`'s group: the next sequence number
+    /// minus one, so the last acknowledged one. `None` before any commit.
+    async fn committed(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
+        let client = self.group_client(consumer)?;
+        let list = self.partition_at(Offset::Invalid)?;
+        let committed = self
+            .blocking("consumer_state", move |t| client.committed_offsets(list, t))
+            .await?;
+        let offset = committed.elements().first().map(|e| e.offset());
+        Ok(match offset {
+            Some(Offset::Offset(o)) if o >= 0 => Some(o as SeqNo),
+            _ => None,
+        })
+    }
+
+    /// Commits `offset` (the next event's offset) for `consumer`'s group.
+    async fn commit(
+        &self,
+        operation: &'static str,
+        consumer: &str,
+        offset: SeqNo,
+    ) -> Result<(), EventLogError> {
+        let client = self.group_client(consumer)?;
+        let list = self.partition_at(Offset::Offset(offset as i64))?;
+        self.blocking(operation, move |_| client.commit(&list, CommitMode::Sync))
+            .await
+    }
+
+    /// A Kafka consumer for a subscription of `consumer`, reading from
+    /// `offset`.
+    fn stream_consumer(&self, consumer: &str, offset: SeqNo) -> Result<StreamConsumer, EventLogError> {
+        let reader: StreamConsumer = client_config(&self.config, false)
+            .set("group.id", self.config.group(consumer))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(|e| invalid_config(&e))?;
+        reader
+            .assign(&self.partition_at(Offset::Offset(offset as i64))?)
+            .map_err(|e| from_kafka("subscribe", self.timeout(), e))?;
+        Ok(reader)
+    }
+
+    fn send(&self, event: &EventEnvelope) -> Result<DeliveryFuture, EventLogError> {
+        let record = FutureRecord::<(), [u8]>::to(&self.topic)
+            .payload(&event.payload[..])
+            .headers(codec::encode(event));
+        self.producer()
+            .send_result(record)
+            .map_err(|(e, _)| from_kafka("append", self.timeout(), e))
+    }
+
+    async fn delivered(
+        &self,
+        operation: &'static str,
+        delivery: DeliveryFuture,
+    ) -> Result<SeqNo, EventLogError> {
+        // Abandoned when the operation times out: the delivery is in doubt,
+        // and so is the producer id.
+        let mut renew = RenewOnDrop(Some(self));
+        let report = delivery.await;
+        renew.0 = None;
+        let after = self.timeout();
+        match report {
+            Ok(Ok(delivery)) => Ok(delivery.offset as SeqNo + 1),
+            Ok(Err((e, _))) => {
+                self.renew_producer(e.rdkafka_error_code());
+                Err(from_kafka(operation, after, e))
+            }
+            Err(_) => Err(EventLogError::Backend {
+                backend: BACKEND,
+                source: "the producer went away".into(),
+            }),
+        }
+    }
+}
+
+/// Renews the producer of a delivery abandoned before its report came.
+struct RenewOnDrop<'a>(Option<&'a KafkaDriver>);
+
+impl Drop for RenewOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(driver) = self.0 {
+            driver.renew_producer(Some(RDKafkaErrorCode::MessageTimedOut));
+        }
+    }
+}
+
+impl Driver for KafkaDriver {
+    type Reader = KafkaReader;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(BACKEND, self.config.max_payload, true)
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.config.timeout)
+    }
+
+    fn read_wait(&self) -> Duration {
+        READ_WAIT
+    }
+
+    async fn append(&self, event: EventEnvelope) -> Result<SeqNo, EventLogError> {
+        self.delivered("append", self.send(&event)?).await
+    }
+
+    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
+        // All records are queued before any delivery is awaited: librdkafka
+        // batches them, and the idempotent producer keeps their order.
+        let deliveries = events
+            .iter()
+            .map(|e| self.send(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seq_nos = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            seq_nos.push(self.delivered("append_batch", delivery).await?);
+        }
+        Ok(seq_nos)
+    }
+
+    async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        self.high_watermark().await
+    }
+
+    async fn acknowledged(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
+        Ok(self.committed(consumer).await?.filter(|&n| n > 0))
+    }
+
+    async fn move_consumer(&self, consumer: &str, next: SeqNo) -> Result<(), EventLogError> {
+        self.commit("seek", consumer, next - 1).await
+    }
+
+    async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<(), EventLogError> {
+        // Kafka has no compare-and-set of offsets: the generic log runs one
+        // ack of a consumer at a time, so reading then committing is safe
+        // within this handle.
+        if self
+            .committed(consumer)
+            .await?
+            .is_some_and(|acked| seq_no <= acked)
+        {
+            return Ok(());
+        }
+        self.commit("ack", consumer, seq_no).await
+    }
+
+    async fn open_reader(&self, consumer: &str, from: SeqNo) -> Result<KafkaReader, EventLogError> {
+        // Reading past the end is out of range for Kafka: start at the end;
+        // the generic log skips up to `from`.
+        let end = self.high_watermark().await?;
+        let reader = self.stream_consumer(consumer, (from - 1).min(end))?;
+        Ok(KafkaReader::new(self, reader))
+    }
+
+    async fn log_exists(&self) -> Result<bool, EventLogError> {
+        // Asked through a consumer, which never creates a topic by asking
+        // (a producer may, on brokers that auto-create topics).
+        let client = self.group_client(METADATA_GROUP)?;
+        let topic = self.topic.clone();
+        self.blocking("subscription", move |t| {
+            let metadata = client.fetch_metadata(Some(&topic), t)?;
+            Ok(metadata.topics().first().is_some_and(|m| {
+                m.error()
+                    != Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            }))
+        })
+        .await
+    }
+}
+/// The idempotent producer of `config`, reporting to `watch`.
+fn new_producer(
+    config: &KafkaConfig,
+    watch: &AuthWatch,
+) -> Result<FutureProducer<AuthWatch>, EventLogError> {
+    client_config(config, true)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", config.timeout.as_millis().to_string())
+        .set(
+            "message.max.bytes",
+            (config.max_payload + 64 * 1024).to_string(),
+        )
+        .create_with_context(watch.clone())
+        .map_err(|e| invalid_config(&e))
+}
+
+/// A client that librdkafka refuses to create: a bad property.
+fn invalid_config(err: &rdkafka::error::KafkaError) -> EventLogError {
+    EventLogError::InvalidConfig {
+        reason: format!("librdkafka refused the configuration: {err}"),
+    }
+}
+
