@@ -8,7 +8,7 @@ const MAX: Duration = Duration::from_secs(2);
 /// Exponential backoff for a subscription that lost its broker: 50 ms,
 /// doubling up to 2 s, back to 50 ms after a success.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
 }
 
@@ -20,13 +20,13 @@ impl Default for Backoff {
 
 impl Backoff {
     /// Sleeps for the current delay, then doubles it.
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         tokio::time::sleep(self.next).await;
         self.next = (self.next * 2).min(MAX);
     }
 
     /// Back to the shortest delay, after a success.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = FIRST;
     }
 }

@@ -179,20 +179,6 @@ impl EventLogError {
     }
 }
 
-/// Runs `fut`, turning an overrun of `after` into [`EventLogError::Timeout`].
-///
-/// Backends wrap every broker round trip in it so no call hangs past its bound.
-pub async fn with_timeout<T>(
-    operation: &'static str,
-    after: Duration,
-    fut: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    match tokio::time::timeout(after, fut).await {
-        Ok(result) => result,
-        Err(_) => Err(EventLogError::Timeout { operation, after }.into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,10 +30,10 @@ mod secret;
 pub mod validate;
 
 pub use attributes::{AttributeReader, attributes};
-pub use backoff::Backoff;
+use backoff::Backoff;
 pub use envelope::{EventEnvelope, SPEC_VERSION};
-pub use error::{BoxError, EventLogError, with_timeout};
-pub use log::{Capabilities, CheckedEventStream, EventLog, EventSource, EventStream, into_stream};
+pub use error::{BoxError, EventLogError};
+pub use log::{Capabilities, CheckedEventStream, EventLog, EventStream};
 pub use position::{ConsumerState, SeekPosition, SeqNo};
 pub use secret::{Secret, redact_url};
 

@@ -33,21 +33,6 @@ pub type EventStream = Pin<Box<dyn Stream<Item = EventEnvelope> + Send>>;
 pub type CheckedEventStream =
     Pin<Box<dyn Stream<Item = Result<EventEnvelope, crate::EventLogError>> + Send>>;
 
-/// Where a subscription's events come from: a backend implements
-/// `next_event` and [`into_stream`] makes the [`EventStream`].
-pub trait EventSource: Send + 'static {
-    /// The next event, or `None` when the subscription ends.
-    fn next_event(&mut self) -> impl Future<Output = Option<EventEnvelope>> + Send;
-}
-
-/// The stream of `source`'s events, which ends when `next_event` gives `None`.
-pub fn into_stream(source: impl EventSource) -> EventStream {
-    Box::pin(futures::stream::unfold(source, |mut source| async move {
-        let event = source.next_event().await?;
-        Some((event, source))
-    }))
-}
-
 /// What a backend can do and what it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -96,7 +96,10 @@ pub fn position(position: SeekPosition) -> Result<(), EventLogError> {
             position: "0".into(),
             reason: "sequence numbers start at 1".into(),
         }),
-        _ => Ok(()),
+        SeekPosition::Beginning
+        | SeekPosition::Latest
+        | SeekPosition::LastAcknowledged
+        | SeekPosition::Sequence(_) => Ok(()),
     }
 }
 

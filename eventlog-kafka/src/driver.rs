@@ -1,8 +1,8 @@
 //! The Kafka driver: the broker calls behind [`KafkaEventLog`](crate::KafkaEventLog).
 
+use crate::codec;
 use crate::config::KafkaConfig;
 use crate::error::{AuthWatch, BACKEND, from_kafka};
-use crate::codec;
 use crate::reader::KafkaReader;
 use eventlog_core::driver::Driver;
 use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
@@ -314,7 +314,11 @@ impl KafkaDriver {
 
     /// A Kafka consumer for a subscription of `consumer`, reading from
     /// `offset`.
-    fn stream_consumer(&self, consumer: &str, offset: SeqNo) -> Result<StreamConsumer, EventLogError> {
+    fn stream_consumer(
+        &self,
+        consumer: &str,
+        offset: SeqNo,
+    ) -> Result<StreamConsumer, EventLogError> {
         let reader: StreamConsumer = client_config(&self.config, false)
             .set("group.id", self.config.group(consumer))
             .set("enable.auto.commit", "false")
@@ -481,4 +485,3 @@ fn invalid_config(err: &rdkafka::error::KafkaError) -> EventLogError {
         reason: format!("librdkafka refused the configuration: {err}"),
     }
 }
-

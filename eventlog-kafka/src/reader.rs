@@ -66,13 +66,7 @@ fn record(message: &BorrowedMessage<'_>) -> Record {
         message.payload().unwrap_or_default(),
         timestamp,
     )
-    .map_err(|e| Undecodable {
-        seq_no,
-        reason: match e {
-            EventLogError::Decode { reason, .. } => reason,
-            other => other.to_string(),
-        },
-    })
+    .map_err(|e| Undecodable::from_error(seq_no, e))
 }
 
 impl Reader for KafkaReader {

@@ -1,9 +1,9 @@
 //! The NATS driver: the broker calls behind [`NatsEventLog`](crate::NatsEventLog).
 
+use crate::codec;
 use crate::config::{Credentials, NatsConfig};
 use crate::error::{BACKEND, classify};
 use crate::reader::{NatsReader, Replies};
-use crate::codec;
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, ConnectOptions};
 use eventlog_core::driver::Driver;
@@ -173,11 +173,7 @@ impl Driver for NatsDriver {
     type Reader = NatsReader;
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(
-            BACKEND,
-            self.max_message.saturating_sub(HEADER_ROOM),
-            true,
-        )
+        Capabilities::new(BACKEND, self.max_message.saturating_sub(HEADER_ROOM), true)
     }
 
     fn timeout(&self) -> Option<Duration> {
@@ -370,4 +366,3 @@ async fn open_stream(
         })
     }
 }
-

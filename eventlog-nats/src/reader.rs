@@ -150,13 +150,7 @@ impl NatsReader {
             message.message.payload.clone(),
             published,
         )
-        .map_err(|e| Undecodable {
-            seq_no,
-            reason: match e {
-                EventLogError::Decode { reason, .. } => reason,
-                other => other.to_string(),
-            },
-        });
+        .map_err(|e| Undecodable::from_error(seq_no, e));
         if let Some(reply) = message.message.reply.clone() {
             self.replies.remember(&self.consumer, seq_no, reply);
         }

@@ -187,7 +187,11 @@ impl Driver for RedisDriver {
         Ok(())
     }
 
-    async fn open_reader(&self, consumer: &str, _from: SeqNo) -> Result<RedisReader, EventLogError> {
+    async fn open_reader(
+        &self,
+        consumer: &str,
+        _from: SeqNo,
+    ) -> Result<RedisReader, EventLogError> {
         self.delivered.forget(consumer);
         self.script::<i64>(&scripts::ENSURE_GROUP, &[consumer])
             .await?;
@@ -244,7 +248,10 @@ pub(crate) fn client_for(config: &RedisConfig) -> Result<redis::Client, EventLog
 
 /// A client that trusts the root certificates in the PEM file at `path`.
 #[cfg(feature = "tls")]
-fn tls_client(info: redis::ConnectionInfo, path: &std::path::Path) -> Result<redis::Client, EventLogError> {
+fn tls_client(
+    info: redis::ConnectionInfo,
+    path: &std::path::Path,
+) -> Result<redis::Client, EventLogError> {
     let root_cert = std::fs::read(path).map_err(|e| EventLogError::InvalidConfig {
         reason: format!("root certificates {}: {e}", path.display()),
     })?;
@@ -252,15 +259,16 @@ fn tls_client(info: redis::ConnectionInfo, path: &std::path::Path) -> Result<red
         client_tls: None,
         root_cert: Some(root_cert),
     };
-    redis::Client::build_with_tls(info, certificates).map_err(|e| {
-        EventLogError::InvalidConfig {
-            reason: format!("root certificates {}: {e}", path.display()),
-        }
+    redis::Client::build_with_tls(info, certificates).map_err(|e| EventLogError::InvalidConfig {
+        reason: format!("root certificates {}: {e}", path.display()),
     })
 }
 
 #[cfg(not(feature = "tls"))]
-fn tls_client(_: redis::ConnectionInfo, _: &std::path::Path) -> Result<redis::Client, EventLogError> {
+fn tls_client(
+    _: redis::ConnectionInfo,
+    _: &std::path::Path,
+) -> Result<redis::Client, EventLogError> {
     Err(EventLogError::InvalidConfig {
         reason: "root certificates need the `tls` feature of eventlog-redis".into(),
     })

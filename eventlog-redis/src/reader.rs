@@ -96,17 +96,17 @@ impl Reader for RedisReader {
             }
         };
         cmd.arg("STREAMS").arg(&self.key).arg(from);
-        let reply: ReadReply = cmd
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| match e.code() {
-                // A server still loading its data set is as good as away.
-                Some("LOADING") => EventLogError::Unavailable {
-                    backend: crate::error::BACKEND,
-                    source: Box::new(e),
-                },
-                _ => from_redis(e),
-            })?;
+        let reply: ReadReply =
+            cmd.query_async(&mut self.conn)
+                .await
+                .map_err(|e| match e.code() {
+                    // A server still loading its data set is as good as away.
+                    Some("LOADING") => EventLogError::Unavailable {
+                        backend: crate::error::BACKEND,
+                        source: Box::new(e),
+                    },
+                    _ => from_redis(e),
+                })?;
         let entries = reply
             .and_then(|streams| streams.into_iter().next())
             .map(|(_, e)| e)
@@ -126,13 +126,9 @@ impl Reader for RedisReader {
             }
             // Deleted since it was delivered.
             let Some(fields) = fields else { continue };
-            records.push(codec::decode(seq_no, fields).map_err(|e| Undecodable {
-                seq_no,
-                reason: match e {
-                    EventLogError::Decode { reason, .. } => reason,
-                    other => other.to_string(),
-                },
-            }));
+            records.push(
+                codec::decode(seq_no, fields).map_err(|e| Undecodable::from_error(seq_no, e)),
+            );
         }
         if let Some(first) = first {
             let opening = !std::mem::replace(&mut self.opened, true);

@@ -76,7 +76,10 @@ pub async fn c36_a_batch_with_an_oversized_attribute_stores_nothing(
     // The largest attributes allowed still go through.
     let fits = event(8).with_subject("s".repeat(validate::MAX_ATTRIBUTES / 2));
     let seq = log.append(fits).await?;
-    ensure!(seq == 3, "log {name}: the next append got {seq}, expected 3");
+    ensure!(
+        seq == 3,
+        "log {name}: the next append got {seq}, expected 3"
+    );
     Ok(())
 }
 

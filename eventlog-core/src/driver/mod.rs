@@ -143,6 +143,18 @@ pub struct Undecodable {
     pub reason: String,
 }
 
+impl Undecodable {
+    /// The event at `seq_no`, which a decoder refused with `err` (usually
+    /// a `Decode` error, whose reason is kept).
+    pub fn from_error(seq_no: SeqNo, err: EventLogError) -> Self {
+        let reason = match err {
+            EventLogError::Decode { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        Self { seq_no, reason }
+    }
+}
+
 impl From<Undecodable> for EventLogError {
     fn from(u: Undecodable) -> Self {
         EventLogError::Decode {

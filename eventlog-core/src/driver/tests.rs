@@ -143,10 +143,7 @@ async fn an_undecodable_event_is_reported_and_skippable() {
 
 #[tokio::test]
 async fn the_plain_stream_ends_at_a_report() {
-    let (log, _) = log_of(
-        vec![Ok(vec![ok(1)]), Ok(vec![ok(3)]), Ok(vec![ok(4)])],
-        4,
-    );
+    let (log, _) = log_of(vec![Ok(vec![ok(1)]), Ok(vec![ok(3)]), Ok(vec![ok(4)])], 4);
     let plain: Vec<_> = log
         .subscribe("c", SeekPosition::Beginning)
         .await
