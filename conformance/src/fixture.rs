@@ -45,6 +45,15 @@ pub trait Broker: Send + Sync {
     /// whatever subscriptions are live.
     async fn raw_delete(&self, log: &str) -> Result<()>;
 
+    /// Appends to `log` with the plain client a message that is not in the
+    /// wire format: a payload with no CloudEvents attributes at all, as a
+    /// foreign producer might write (C31).
+    async fn raw_publish_foreign(&self, log: &str) -> Result<()>;
+
+    /// Removes the events of `log` before `seq_no` with the plain client, as
+    /// the broker's retention would (C32).
+    async fn raw_remove_before(&self, log: &str, seq_no: SeqNo) -> Result<()>;
+
     /// A broker of the test's own that it may stop and start (C25, C26).
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>>;
 }

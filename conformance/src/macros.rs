@@ -11,9 +11,14 @@
 ///   and the checks of [`reliability`](crate::reliability) but R02.
 /// * `contract_tests!(driver: fixture)`: the clauses that hold once a
 ///   backend is a driver under the generic log (C37); every backend will.
-/// * `contract_tests!(deletion: fixture)`: R02, a log deleted under a live
-///   subscription, for a broker whose test build survives that (tansu 0.6
-///   crashes librdkafka there; `docs/kafka-test-broker.md`).
+/// * `contract_tests!(checked_broker: fixture)`: C31, an event a foreign
+///   producer wrote, for a broker backend.
+/// * `contract_tests!(retention: fixture)`: C32, events removed as
+///   retention would, for a broker whose test build can remove them (tansu
+///   0.6 fails `DeleteRecords`; `docs/kafka-test-broker.md`).
+/// * `contract_tests!(deletion: fixture)`: R02 and C34, a log deleted under
+///   a live subscription, for a broker whose test build survives that
+///   (tansu 0.6 crashes librdkafka there; `docs/kafka-test-broker.md`).
 ///
 /// ```text
 /// conformance::contract_tests!(broker: RedisFixture::shared().await?);
@@ -59,6 +64,16 @@ macro_rules! contract_tests {
             c37_concurrent_acks_end_at_the_highest,
         );
     };
+    (checked_broker: $fixture:expr) => {
+        $crate::__tests!(clauses, $fixture;
+            c31_an_undecodable_event_is_reported_and_skippable,
+        );
+    };
+    (retention: $fixture:expr) => {
+        $crate::__tests!(clauses, $fixture;
+            c32_a_gap_is_reported,
+        );
+    };
     (broker: $fixture:expr) => {
         $crate::contract_tests!(embedded: $fixture);
         $crate::__tests!(clauses, $fixture;
@@ -74,6 +89,9 @@ macro_rules! contract_tests {
     (deletion: $fixture:expr) => {
         $crate::__tests!(reliability, $fixture;
             r02_a_deleted_log_ends_live_subscriptions,
+        );
+        $crate::__tests!(clauses, $fixture;
+            c34_a_deleted_log_is_reported,
         );
     };
 }

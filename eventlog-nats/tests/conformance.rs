@@ -233,6 +233,26 @@ impl Broker for Nats {
         Ok(())
     }
 
+    /// A JetStream publish of a bare payload, with no `ce-` headers.
+    async fn raw_publish_foreign(&self, log: &str) -> Result<()> {
+        let js = raw(&self.url).await?;
+        js.publish(format!("{SUBJECT_PREFIX}{log}"), "not a CloudEvent".into())
+            .await?
+            .await?;
+        Ok(())
+    }
+
+    /// A stream purge up to (not including) `seq_no`, as retention would.
+    async fn raw_remove_before(&self, log: &str, seq_no: SeqNo) -> Result<()> {
+        let js = raw(&self.url).await?;
+        js.get_stream(stream_name(log))
+            .await?
+            .purge()
+            .sequence(seq_no)
+            .await?;
+        Ok(())
+    }
+
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
         let open: conformance::harness::Opener = |address, log, timeout| {
             Box::pin(async move { open(&format!("nats://{address}"), &log, timeout).await })
@@ -244,3 +264,5 @@ impl Broker for Nats {
 conformance::contract_tests!(broker: Nats::shared().await?);
 conformance::contract_tests!(deletion: Nats::shared().await?);
 conformance::contract_tests!(driver: Nats::shared().await?);
+conformance::contract_tests!(checked_broker: Nats::shared().await?);
+conformance::contract_tests!(retention: Nats::shared().await?);

@@ -180,6 +180,29 @@ impl Broker for Redis {
         Ok(())
     }
 
+    /// `XADD key 0-* payload …`: an entry with none of the documented fields.
+    async fn raw_publish_foreign(&self, log: &str) -> Result<()> {
+        redis::cmd("XADD")
+            .arg(Self::key(log))
+            .arg("0-*")
+            .arg("payload")
+            .arg("not a CloudEvent")
+            .query_async::<String>(&mut raw(&self.url).await?)
+            .await?;
+        Ok(())
+    }
+
+    /// `XTRIM key MINID 0-n`, as a retention policy would.
+    async fn raw_remove_before(&self, log: &str, seq_no: SeqNo) -> Result<()> {
+        redis::cmd("XTRIM")
+            .arg(Self::key(log))
+            .arg("MINID")
+            .arg(format!("0-{seq_no}"))
+            .query_async::<u64>(&mut raw(&self.url).await?)
+            .await?;
+        Ok(())
+    }
+
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
         let open: conformance::harness::Opener = |address, log, timeout| {
             Box::pin(async move { open(&format!("redis://{address}"), &log, timeout).await })
@@ -197,6 +220,8 @@ fn entry_seq(id: &str) -> Result<SeqNo> {
 conformance::contract_tests!(broker: Redis::shared().await?);
 conformance::contract_tests!(deletion: Redis::shared().await?);
 conformance::contract_tests!(driver: Redis::shared().await?);
+conformance::contract_tests!(checked_broker: Redis::shared().await?);
+conformance::contract_tests!(retention: Redis::shared().await?);
 
 /// Acks of entries this handle read are plain `XACK`s (`delivered.rs`).
 /// An ack applied meanwhile through another handle (or one that timed out

@@ -113,3 +113,136 @@ pub async fn c37_concurrent_acks_end_at_the_highest(fx: &dyn Fixture) -> Result<
     );
     Ok(())
 }
+
+/// The next `n` items of `stream`, each within [`DEADLINE`], as sequence
+/// numbers for events and debug strings for errors, for messages.
+async fn checked_items(
+    stream: &mut eventlog_core::CheckedEventStream,
+    n: usize,
+    name: &str,
+) -> Result<Vec<Result<EventEnvelope, EventLogError>>> {
+    let mut items = Vec::with_capacity(n);
+    while items.len() < n {
+        match tokio::time::timeout(DEADLINE, stream.next()).await {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => bail!(
+                "log {name}: the checked stream ended after {} of {n} items: {}",
+                items.len(),
+                describe(&items)
+            ),
+            Err(_) => bail!(
+                "log {name}: no item {} of {n} within {DEADLINE:?}; got {}",
+                items.len() + 1,
+                describe(&items)
+            ),
+        }
+    }
+    Ok(items)
+}
+
+fn describe(items: &[Result<EventEnvelope, EventLogError>]) -> String {
+    let parts: Vec<String> = items
+        .iter()
+        .map(|item| match item {
+            Ok(event) => format!("{:?}", event.seq_no),
+            Err(err) => format!("{err:?}"),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// C31 An event stored in the log that cannot be decoded (a foreign producer
+/// wrote it) is a `Decode` error item carrying its sequence number, and the
+/// checked stream goes on with the next event: no good event before or after
+/// it is dropped. The plain stream ends there, with the reason logged,
+/// instead of skipping it.
+pub async fn c31_an_undecodable_event_is_reported_and_skippable(fx: &dyn Fixture) -> Result<()> {
+    let broker = fx
+        .broker()
+        .context("C31 needs a broker, and this fixture has none")?;
+    let name = unique("c31");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 2).await?;
+    broker.raw_publish_foreign(&name).await?;
+    append_n(&*log, 2).await?;
+    let mut checked = log
+        .subscribe_checked(&unique("checked"), SeekPosition::Beginning)
+        .await?;
+    let items = checked_items(&mut checked, 5, &name).await?;
+    let fits = matches!(&items[..], [
+        Ok(a), Ok(b), Err(EventLogError::Decode { seq_no: 3, .. }), Ok(d), Ok(e)
+    ] if a.seq_no == Some(1) && b.seq_no == Some(2) && d.seq_no == Some(4) && e.seq_no == Some(5));
+    ensure!(
+        fits,
+        "log {name}: expected events 1 and 2, a Decode error at 3, events 4 and 5; got {}",
+        describe(&items)
+    );
+    let mut plain = log
+        .subscribe(&unique("plain"), SeekPosition::Beginning)
+        .await?;
+    take(&mut plain, 2).await?;
+    match tokio::time::timeout(DEADLINE, plain.next()).await {
+        Ok(None) => Ok(()),
+        Ok(Some(event)) => bail!(
+            "log {name}: the plain stream went past the undecodable event 3 to {:?}",
+            event.seq_no
+        ),
+        Err(_) => bail!("log {name}: the plain stream hung at the undecodable event 3"),
+    }
+}
+
+/// C32 When the log no longer holds the events a subscription expects next
+/// (retention removed them, or the broker lost them), the checked stream
+/// reports a `Gap { expected, found }` item, then goes on from `found`.
+pub async fn c32_a_gap_is_reported(fx: &dyn Fixture) -> Result<()> {
+    let broker = fx
+        .broker()
+        .context("C32 needs a broker, and this fixture has none")?;
+    let name = unique("c32");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 5).await?;
+    broker.raw_remove_before(&name, 4).await?;
+    let mut checked = log
+        .subscribe_checked(&unique("checked"), SeekPosition::Beginning)
+        .await?;
+    let items = checked_items(&mut checked, 3, &name).await?;
+    let fits = matches!(&items[..], [
+        Err(EventLogError::Gap { expected: 1, found: 4 }), Ok(d), Ok(e)
+    ] if d.seq_no == Some(4) && e.seq_no == Some(5));
+    ensure!(
+        fits,
+        "log {name}: events 1 to 3 removed: expected Gap {{ expected: 1, found: 4 }}, events 4 and 5; got {}",
+        describe(&items)
+    );
+    Ok(())
+}
+
+/// C34 A log deleted under a live subscription ends the checked stream with
+/// a final `LogDeleted` item.
+pub async fn c34_a_deleted_log_is_reported(fx: &dyn Fixture) -> Result<()> {
+    let broker = fx
+        .broker()
+        .context("C34 needs a broker, and this fixture has none")?;
+    let name = unique("c34");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 2).await?;
+    let mut checked = log
+        .subscribe_checked(&unique("checked"), SeekPosition::Beginning)
+        .await?;
+    checked_items(&mut checked, 2, &name).await?;
+    broker.raw_delete(&name).await?;
+    let last = checked_items(&mut checked, 1, &name).await?;
+    ensure!(
+        matches!(last[..], [Err(EventLogError::LogDeleted)]),
+        "log {name}: deleted under a subscription, which reported {} instead of LogDeleted",
+        describe(&last)
+    );
+    match tokio::time::timeout(DEADLINE, checked.next()).await {
+        Ok(None) => Ok(()),
+        Ok(Some(item)) => bail!(
+            "log {name}: the checked stream went on after LogDeleted with {}",
+            describe(&[item])
+        ),
+        Err(_) => bail!("log {name}: the checked stream did not end after LogDeleted"),
+    }
+}
