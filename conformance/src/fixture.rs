@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use async_trait::async_trait;
+use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,8 +62,14 @@ pub trait Broker: Send + Sync {
 /// A broker the test owns and may take down.
 #[async_trait]
 pub trait FaultyBroker: Send + Sync {
-    /// A handle on `log` whose operations time out after `timeout`.
-    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>>;
+    /// A handle on `log` whose operations time out after `timeout` and
+    /// whose subscriptions follow `settings`.
+    async fn open(
+        &self,
+        log: &str,
+        timeout: Duration,
+        settings: SubscriptionSettings,
+    ) -> Result<Arc<dyn EventLog>>;
 
     /// Stops the broker; its data stays.
     async fn stop(&self) -> Result<()>;

@@ -81,6 +81,7 @@ macro_rules! contract_tests {
             c25_subscriptions_survive_a_broker_restart,
             c26_append_fails_fast_while_the_broker_is_down,
             c28_wire_format_is_the_documented_one,
+            c35_an_outage_is_reported_while_retrying,
         );
         $crate::__tests!(reliability, $fixture;
             r01_a_paused_broker_gives_timeouts_then_recovers,

@@ -57,7 +57,7 @@ async fn times_out<T: std::fmt::Debug>(
 pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) -> Result<()> {
     let broker = faulty(fx, "R01").await?;
     let name = unique("r01");
-    let log = broker.open(&name, TIMEOUT).await?;
+    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
     let before: Vec<EventEnvelope> = (0..3).map(event).collect();
     for e in &before {
         log.append(e.clone()).await?;

@@ -1,5 +1,6 @@
 //! Configuration: a builder, filled by hand or from a URL.
 
+use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventLogError, Secret, redact_url, validate};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -42,6 +43,8 @@ pub struct KafkaConfig {
     pub ca_location: Option<String>,
     /// The bound on every operation; appends' delivery timeout too.
     pub timeout: Duration,
+    /// How subscriptions read ahead and report outages.
+    pub subscription: SubscriptionSettings,
     /// The topic name is this prefix and the log name.
     pub topic_prefix: String,
     /// A consumer's group id is this prefix and the consumer name.
@@ -94,6 +97,7 @@ impl KafkaConfig {
                 tls: false,
                 ca_location: None,
                 timeout: DEFAULT_TIMEOUT,
+                subscription: SubscriptionSettings::default(),
                 topic_prefix: DEFAULT_TOPIC_PREFIX.to_owned(),
                 group_prefix: String::new(),
                 replication_factor: 1,
@@ -212,6 +216,12 @@ impl KafkaConfigBuilder {
     /// Trust the CA certificates in this PEM file.
     pub fn with_ca_location(mut self, path: impl Into<String>) -> Self {
         self.config.ca_location = Some(path.into());
+        self
+    }
+
+    /// How subscriptions read ahead and report outages.
+    pub fn with_subscription_settings(mut self, settings: SubscriptionSettings) -> Self {
+        self.config.subscription = settings;
         self
     }
 

@@ -26,8 +26,9 @@ impl KafkaEventLog {
     /// Connects to the log described by `config`, creating its topic (one
     /// partition) if configured so and checking that it has one partition.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
+        let settings = config.subscription;
         Ok(Self {
-            log: DriverLog::new(KafkaDriver::connect(config).await?),
+            log: DriverLog::with_settings(KafkaDriver::connect(config).await?, settings),
         })
     }
 

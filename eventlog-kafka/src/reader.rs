@@ -12,10 +12,10 @@ use eventlog_core::driver::{ReadLimits, Reader, Record, Undecodable};
 use eventlog_core::{EventLogError, SeqNo};
 use futures::FutureExt;
 use rdkafka::Message;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 /// Live readers per topic in this process, for `subscription_count`.
@@ -31,9 +31,14 @@ pub(crate) fn live(topic: &str) -> usize {
 
 /// The reader of one subscription.
 pub struct KafkaReader {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     topic: String,
     wait: Duration,
+    timeout: Duration,
+    /// librdkafka reported a failure and no message came since: a read
+    /// that waits in vain asks the broker whether it answers before it
+    /// says all is well (librdkafka itself only reports failures).
+    failing: bool,
 }
 
 impl KafkaReader {
@@ -45,9 +50,11 @@ impl KafkaReader {
             .entry(topic.clone())
             .or_default() += 1;
         Self {
-            consumer,
+            consumer: Arc::new(consumer),
             topic,
             wait: eventlog_core::driver::Driver::read_wait(driver),
+            timeout: driver.config.timeout,
+            failing: false,
         }
     }
 }
@@ -69,12 +76,41 @@ fn record(message: &BorrowedMessage<'_>) -> Record {
     .map_err(|e| Undecodable::from_error(seq_no, e))
 }
 
+impl KafkaReader {
+    /// Whether the broker answers: a watermark request of the log's
+    /// partition.
+    async fn check_broker(&self) -> Result<(), EventLogError> {
+        let (consumer, topic, timeout) = (self.consumer.clone(), self.topic.clone(), self.timeout);
+        tokio::task::spawn_blocking(move || {
+            consumer
+                .client()
+                .fetch_watermarks(&topic, crate::driver::PARTITION, timeout)
+        })
+        .await
+        .map_err(|e| EventLogError::Backend {
+            backend: BACKEND,
+            source: Box::new(e),
+        })?
+        .map(drop)
+        .map_err(|e| EventLogError::Unavailable {
+            backend: BACKEND,
+            source: Box::new(e),
+        })
+    }
+}
+
 impl Reader for KafkaReader {
     async fn read(&mut self, limits: ReadLimits) -> Result<Vec<Record>, EventLogError> {
         // `recv` is cancel-safe: a read that waited in vain loses nothing.
         let first = match tokio::time::timeout(self.wait, self.consumer.recv()).await {
+            Err(_) if self.failing => {
+                self.check_broker().await?;
+                self.failing = false;
+                return Ok(Vec::new());
+            }
             Err(_) => return Ok(Vec::new()),
             Ok(Err(err)) => {
+                self.failing = true;
                 return Err(EventLogError::Unavailable {
                     backend: BACKEND,
                     source: Box::new(err),
@@ -82,6 +118,7 @@ impl Reader for KafkaReader {
             }
             Ok(Ok(message)) => record(&message),
         };
+        self.failing = false;
         let mut records = vec![first];
         let mut bytes = 0;
         // What librdkafka has already fetched, without waiting.

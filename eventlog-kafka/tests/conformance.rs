@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use conformance::harness::{KAFKA, OwnBroker, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
+use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use eventlog_kafka::{KafkaConfig, KafkaEventLog};
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -32,10 +33,16 @@ fn client(bootstrap: &str) -> ClientConfig {
     config
 }
 
-async fn open(bootstrap: &str, log: &str, timeout: Duration) -> Result<KafkaEventLog> {
+async fn open(
+    bootstrap: &str,
+    log: &str,
+    timeout: Duration,
+    settings: SubscriptionSettings,
+) -> Result<KafkaEventLog> {
     let config = KafkaConfig::builder(bootstrap, log)
         .with_topic_prefix(TOPIC_PREFIX)
         .with_timeout(timeout)
+        .with_subscription_settings(settings)
         .build()?;
     KafkaEventLog::connect(config).await
 }
@@ -65,14 +72,20 @@ impl Kafka {
 impl Fixture for Kafka {
     async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>> {
         Ok(Arc::new(
-            open(&self.bootstrap, log, eventlog_kafka::DEFAULT_TIMEOUT).await?,
+            open(
+                &self.bootstrap,
+                log,
+                eventlog_kafka::DEFAULT_TIMEOUT,
+                Default::default(),
+            )
+            .await?,
         ))
     }
 
     /// Kafka lists no client connections: the librdkafka consumers that
     /// subscriptions on the log hold in this process.
     async fn subscription_resources(&self, log: &str) -> Result<usize> {
-        Ok(open(&self.bootstrap, log, TIMEOUT)
+        Ok(open(&self.bootstrap, log, TIMEOUT, Default::default())
             .await?
             .subscription_count())
     }
@@ -221,9 +234,9 @@ impl Broker for Kafka {
     }
 
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        let open: conformance::harness::Opener = |address, log, timeout| {
+        let open: conformance::harness::Opener = |address, log, timeout, settings| {
             Box::pin(async move {
-                Ok(Arc::new(open(&address, &log, timeout).await?) as Arc<dyn EventLog>)
+                Ok(Arc::new(open(&address, &log, timeout, settings).await?) as Arc<dyn EventLog>)
             })
         };
         Ok(Box::new(OwnBroker::start(&KAFKA, open).await?))

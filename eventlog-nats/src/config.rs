@@ -1,5 +1,6 @@
 //! Configuration: a builder, filled by hand or from a URL.
 
+use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventLogError, Secret, redact_url as redact, validate};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub struct NatsConfig {
     pub root_certificates: Option<PathBuf>,
     /// The bound on every operation, connecting included.
     pub timeout: Duration,
+    /// How subscriptions read ahead and report outages.
+    pub subscription: SubscriptionSettings,
     /// The stream name is this prefix and the log name.
     pub stream_prefix: String,
     /// The subject is this prefix and the log name.
@@ -79,6 +82,7 @@ impl NatsConfig {
                 require_tls: false,
                 root_certificates: None,
                 timeout: DEFAULT_TIMEOUT,
+                subscription: SubscriptionSettings::default(),
                 stream_prefix: DEFAULT_STREAM_PREFIX.to_owned(),
                 subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
                 replicas: 1,
@@ -205,6 +209,12 @@ impl NatsConfigBuilder {
     /// Trust the root certificates in this PEM file too.
     pub fn with_root_certificates(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.root_certificates = Some(path.into());
+        self
+    }
+
+    /// How subscriptions read ahead and report outages.
+    pub fn with_subscription_settings(mut self, settings: SubscriptionSettings) -> Self {
+        self.config.subscription = settings;
         self
     }
 

@@ -25,8 +25,9 @@ impl NatsEventLog {
     /// Connects to the log described by `config`, creating its stream if
     /// configured so, and checks that the server is 2.14 or newer.
     pub async fn connect(config: NatsConfig) -> Result<Self> {
+        let settings = config.subscription;
         Ok(Self {
-            log: DriverLog::new(NatsDriver::connect(config).await?),
+            log: DriverLog::with_settings(NatsDriver::connect(config).await?, settings),
         })
     }
 

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use conformance::harness::{NATS, OwnBroker, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
+use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use eventlog_nats::{NatsConfig, NatsEventLog};
 use futures::StreamExt;
@@ -27,11 +28,17 @@ async fn raw(url: &str) -> Result<jetstream::Context> {
     Ok(jetstream::new(client))
 }
 
-async fn open(url: &str, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
+async fn open(
+    url: &str,
+    log: &str,
+    timeout: Duration,
+    settings: SubscriptionSettings,
+) -> Result<Arc<dyn EventLog>> {
     let config = NatsConfig::builder(url, log)
         .with_stream_prefix(STREAM_PREFIX)
         .with_subject_prefix(SUBJECT_PREFIX)
         .with_timeout(timeout)
+        .with_subscription_settings(settings)
         .build()?;
     Ok(Arc::new(NatsEventLog::connect(config).await?))
 }
@@ -86,7 +93,13 @@ impl Nats {
 #[async_trait]
 impl Fixture for Nats {
     async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>> {
-        open(&self.url, log, eventlog_nats::DEFAULT_TIMEOUT).await
+        open(
+            &self.url,
+            log,
+            eventlog_nats::DEFAULT_TIMEOUT,
+            Default::default(),
+        )
+        .await
     }
 
     /// Subscriptions (pull request inboxes) on the connections of the log's
@@ -254,8 +267,10 @@ impl Broker for Nats {
     }
 
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        let open: conformance::harness::Opener = |address, log, timeout| {
-            Box::pin(async move { open(&format!("nats://{address}"), &log, timeout).await })
+        let open: conformance::harness::Opener = |address, log, timeout, settings| {
+            Box::pin(
+                async move { open(&format!("nats://{address}"), &log, timeout, settings).await },
+            )
         };
         Ok(Box::new(OwnBroker::start(&NATS, open).await?))
     }

@@ -1,5 +1,6 @@
 //! Configuration: a builder, filled by hand or from a URL.
 
+use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventLogError, Secret, redact_url as redact, validate};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct RedisConfig {
     pub root_certificates: Option<PathBuf>,
     /// The bound on every operation, connecting included.
     pub timeout: Duration,
+    /// How subscriptions read ahead and report outages.
+    pub subscription: SubscriptionSettings,
     /// Prepended to the log name to make the stream key.
     pub key_prefix: String,
     /// The largest payload `append` accepts.
@@ -50,6 +53,7 @@ impl RedisConfig {
                 password: None,
                 root_certificates: None,
                 timeout: DEFAULT_TIMEOUT,
+                subscription: SubscriptionSettings::default(),
                 key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
                 max_payload: DEFAULT_MAX_PAYLOAD,
                 block: Duration::from_secs(2),
@@ -160,6 +164,12 @@ impl RedisConfigBuilder {
     /// instead of the built-in web roots.
     pub fn with_root_certificates(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.root_certificates = Some(path.into());
+        self
+    }
+
+    /// How subscriptions read ahead and report outages.
+    pub fn with_subscription_settings(mut self, settings: SubscriptionSettings) -> Self {
+        self.config.subscription = settings;
         self
     }
 

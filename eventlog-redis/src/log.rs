@@ -27,8 +27,9 @@ impl RedisEventLog {
     /// Connects to the log described by `config`, checking that the server
     /// answers and is Redis 7 or newer.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
+        let settings = config.subscription;
         Ok(Self {
-            log: DriverLog::new(RedisDriver::connect(config).await?),
+            log: DriverLog::with_settings(RedisDriver::connect(config).await?, settings),
         })
     }
 

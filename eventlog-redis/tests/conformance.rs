@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use conformance::harness::{OwnBroker, REDIS, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
+use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use eventlog_redis::{RedisConfig, RedisEventLog, subscription_client_name};
 use std::collections::HashMap;
@@ -26,10 +27,16 @@ async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection> {
     .await??)
 }
 
-async fn open(url: &str, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
+async fn open(
+    url: &str,
+    log: &str,
+    timeout: Duration,
+    settings: SubscriptionSettings,
+) -> Result<Arc<dyn EventLog>> {
     let config = RedisConfig::builder(url, log)
         .with_key_prefix(PREFIX)
         .with_timeout(timeout)
+        .with_subscription_settings(settings)
         .build()?;
     Ok(Arc::new(RedisEventLog::connect(config).await?))
 }
@@ -57,7 +64,13 @@ impl Redis {
 #[async_trait]
 impl Fixture for Redis {
     async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>> {
-        open(&self.url, log, eventlog_redis::DEFAULT_TIMEOUT).await
+        open(
+            &self.url,
+            log,
+            eventlog_redis::DEFAULT_TIMEOUT,
+            Default::default(),
+        )
+        .await
     }
 
     /// Connections named for the log's subscriptions, from `CLIENT LIST`.
@@ -204,8 +217,10 @@ impl Broker for Redis {
     }
 
     async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        let open: conformance::harness::Opener = |address, log, timeout| {
-            Box::pin(async move { open(&format!("redis://{address}"), &log, timeout).await })
+        let open: conformance::harness::Opener = |address, log, timeout, settings| {
+            Box::pin(
+                async move { open(&format!("redis://{address}"), &log, timeout, settings).await },
+            )
         };
         Ok(Box::new(OwnBroker::start(&REDIS, open).await?))
     }

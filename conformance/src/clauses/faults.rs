@@ -29,7 +29,7 @@ pub(crate) async fn faulty(fx: &dyn Fixture, clause: &str) -> Result<Box<dyn Fau
 pub async fn c25_subscriptions_survive_a_broker_restart(fx: &dyn Fixture) -> Result<()> {
     let broker = faulty(fx, "C25").await?;
     let name = unique("c25");
-    let log = broker.open(&name, TIMEOUT).await?;
+    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
     append_n(&*log, 3).await?;
     let mut stream = log
         .subscribe(&unique("survivor"), SeekPosition::Beginning)
@@ -72,7 +72,7 @@ pub async fn c25_subscriptions_survive_a_broker_restart(fx: &dyn Fixture) -> Res
 pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) -> Result<()> {
     let broker = faulty(fx, "C26").await?;
     let name = unique("c26");
-    let log = broker.open(&name, TIMEOUT).await?;
+    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
     let before: Vec<_> = (0..3).map(event).collect();
     for e in &before {
         log.append(e.clone()).await?;
@@ -146,4 +146,56 @@ pub async fn c27_unacknowledged_events_come_again(fx: &dyn Fixture) -> Result<()
         [6],
         &format!("log {name}: after the redelivery"),
     )
+}
+
+/// C35 While the broker stays unreachable for longer than the subscription's
+/// `outage_report_after` (default 30 s), the checked stream reports an
+/// `Outage` item, keeps retrying, and goes on where it stopped once the
+/// broker is back, with no gap and no duplicate.
+pub async fn c35_an_outage_is_reported_while_retrying(fx: &dyn Fixture) -> Result<()> {
+    use futures::StreamExt;
+    let broker = faulty(fx, "C35").await?;
+    let name = unique("c35");
+    let settings = eventlog_core::driver::SubscriptionSettings::default()
+        .with_outage_report_after(Duration::from_secs(1));
+    let log = broker.open(&name, TIMEOUT, settings).await?;
+    append_n(&*log, 2).await?;
+    let mut checked = log
+        .subscribe_checked(&unique("patient"), SeekPosition::Beginning)
+        .await?;
+    for n in 1..=2 {
+        match tokio::time::timeout(RECOVERY, checked.next()).await {
+            Ok(Some(Ok(event))) if event.seq_no == Some(n) => {}
+            other => bail!("log {name}: item {n} before the outage is {other:?}"),
+        }
+    }
+
+    broker.stop().await?;
+    let stopped = Instant::now();
+    let report = tokio::time::timeout(RECOVERY, checked.next()).await;
+    ensure!(
+        matches!(report, Ok(Some(Err(EventLogError::Outage { .. })))),
+        "log {name}: with the broker stopped for {:?}, the checked stream gave {report:?} instead of an Outage item",
+        stopped.elapsed()
+    );
+    broker.start().await?;
+    poll_until(
+        &format!("log {name}: appending after the outage"),
+        RECOVERY,
+        || log.append(event(2)),
+        |_| true,
+    )
+    .await?;
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, checked.next()).await {
+            // More reports while it reconnects are fine.
+            Ok(Some(Err(EventLogError::Outage { .. }))) => continue,
+            Ok(Some(Ok(event))) if event.seq_no == Some(3) => return Ok(()),
+            other => bail!(
+                "log {name}: after the outage, expected event 3 (no gap, no duplicate), got {other:?}"
+            ),
+        }
+    }
 }

@@ -31,6 +31,7 @@ pub use tls::TlsFiles;
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use eventlog_core::EventLog;
+use eventlog_core::driver::SubscriptionSettings;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,6 +235,7 @@ pub type Opener = fn(
     address: String,
     log: String,
     timeout: Duration,
+    settings: SubscriptionSettings,
 ) -> BoxFuture<'static, Result<Arc<dyn EventLog>>>;
 
 /// A broker container of one test's own, which the fault clauses stop and
@@ -257,8 +259,13 @@ impl OwnBroker {
 
 #[async_trait]
 impl crate::FaultyBroker for OwnBroker {
-    async fn open(&self, log: &str, timeout: Duration) -> Result<Arc<dyn EventLog>> {
-        (self.open)(self.container.address(), log.to_owned(), timeout).await
+    async fn open(
+        &self,
+        log: &str,
+        timeout: Duration,
+        settings: SubscriptionSettings,
+    ) -> Result<Arc<dyn EventLog>> {
+        (self.open)(self.container.address(), log.to_owned(), timeout, settings).await
     }
 
     async fn stop(&self) -> Result<()> {
