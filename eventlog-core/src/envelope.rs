@@ -103,6 +103,13 @@ impl EventEnvelope {
         self.seq_no = Some(seq_no);
         self
     }
+
+    /// The sequence number of an event read from a log, which always
+    /// carries one; 0 for an event that was not read from a log (0 never
+    /// names an event, so an ack of it is refused).
+    pub fn seq(&self) -> SeqNo {
+        self.seq_no.unwrap_or(0)
+    }
 }
 
 /// The CloudEvents JSON format of an [`EventEnvelope`].

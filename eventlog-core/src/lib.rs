@@ -33,7 +33,7 @@ pub use attributes::{AttributeReader, attributes};
 use backoff::Backoff;
 pub use envelope::{EventEnvelope, SPEC_VERSION};
 pub use error::{BoxError, EventLogError};
-pub use log::{Capabilities, CheckedEventStream, EventLog, EventStream};
+pub use log::{Capabilities, CheckedEventStream, EventLog, EventLogExt, EventStream};
 pub use position::{ConsumerState, SeekPosition, SeqNo};
 pub use secret::{Secret, redact_url};
 

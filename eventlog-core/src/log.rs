@@ -189,3 +189,15 @@ impl Stream for Plain {
         }
     }
 }
+
+/// Conveniences over any [`EventLog`], the same for every backend.
+#[async_trait]
+pub trait EventLogExt: EventLog {
+    /// Acknowledges `event` (and everything before it) for `consumer`: the
+    /// event's own sequence number, without unwrapping it.
+    async fn ack_event(&self, consumer: &str, event: &EventEnvelope) -> Result<()> {
+        self.ack(consumer, event.seq()).await
+    }
+}
+
+impl<T: EventLog + ?Sized> EventLogExt for T {}

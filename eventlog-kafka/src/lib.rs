@@ -22,14 +22,22 @@
 //! | `append_batch` | all records queued, then all delivery reports awaited: librdkafka batches them and keeps their order |
 //! | a consumer | the consumer group named after it (prefix configurable) |
 //! | its position | the group's committed offset: the offset of the next record to read, which is the last acknowledged sequence number |
-//! | `ack(c, n)` | commits offset `n` after checking the high watermark (never past the end) and the committed offset (never backwards) |
+//! | `ack(c, n)` | commits offset `n` unless the committed offset is already there (never backwards); the generic log has checked the range |
 //! | `seek(c, p)` | commits the offset of the position |
 //! | `subscribe(c, p)` | a seek (not for `LastAcknowledged`), then a consumer of its own, assigned the partition at the position: it never joins the group, so no rebalance involves it |
 //! | `consumer_state` | committed offset and high watermark |
 //! | `last_seq_no` | the high watermark |
 //!
 //! Blocking librdkafka calls (offsets, watermarks, metadata) run on Tokio's
-//! blocking pool, bounded by the configured timeout.
+//! blocking pool, with librdkafka's own bound at the configured timeout;
+//! every public operation is bounded as a whole by the generic log.
+//!
+//! The contract's rules live in `eventlog-core`'s generic log; this crate is
+//! its driver ([`KafkaDriver`], [`KafkaReader`]): the broker calls only.
+//! Kafka has no compare-and-set of committed offsets, so `ack` reads the
+//! committed offset and then commits; the generic log runs one ack of a
+//! consumer at a time per handle, so concurrent acks end at the highest
+//! (C37).
 //!
 //! **One reader per consumer name.** Subscriptions do not join the group,
 //! so two on one name both read every event, and their commits race; use

@@ -44,12 +44,17 @@
 //! from the same durable and split the new events between them; each reset
 //! one makes re-delivers to both. Use one consumer name per reader.
 //!
-//! **Faults.** Operations are bounded by the configured timeout (default
-//! 5 s) and fail with `Timeout` or `Unavailable` while the server is away;
-//! the connection reconnects by itself. A subscription whose pull fails
-//! resets its consumer to the ack floor once the server answers, and skips
-//! what it already handed out: no gap, no duplicate. It ends (with a logged
-//! reason) only on a message it cannot decode.
+//! **Faults.** Operations are bounded as a whole by the configured timeout
+//! (default 5 s) and fail with `Timeout` or `Unavailable` while the server is
+//! away; the connection reconnects by itself. A subscription whose pull fails
+//! opens a new reader, which resets its consumer to the ack floor once the
+//! server answers; the generic log skips what it already handed out: no gap,
+//! no duplicate. What `subscribe_checked` reports (undecodable messages, gaps,
+//! a deleted stream, outages) is the same on every backend: see
+//! `eventlog_core::CheckedEventStream`.
+//!
+//! The contract's rules live in `eventlog-core`'s generic log; this crate is
+//! its driver ([`NatsDriver`], [`NatsReader`]): the broker calls only.
 
 mod codec;
 mod config;

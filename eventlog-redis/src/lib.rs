@@ -43,13 +43,17 @@
 //! settings. Run Redis with `appendonly yes` for a log that survives a
 //! restart.
 //!
-//! **Faults.** Every operation is bounded by the configured timeout
-//! (default 5 s) and fails with `EventLogError::Timeout` or `Unavailable`
-//! while the server is away; the shared connection reconnects by itself.
-//! Subscriptions reconnect with backoff and resume from the group's pending
-//! entries, so they see no gap and no duplicate. A subscription ends (with a
-//! logged reason) only if its group or stream is deleted or an entry cannot
-//! be decoded; it never skips an entry silently.
+//! **Faults.** Every operation is bounded as a whole by the configured
+//! timeout (default 5 s) and fails with `EventLogError::Timeout` or
+//! `Unavailable` while the server is away; the shared connection reconnects by
+//! itself. Subscriptions reconnect with backoff and resume from the group's
+//! pending entries; the generic log skips what it already handed out, so they
+//! see no gap and no duplicate. What `subscribe_checked` reports (undecodable
+//! entries, gaps, a deleted stream, outages) is the same on every backend: see
+//! `eventlog_core::CheckedEventStream`.
+//!
+//! The contract's rules live in `eventlog-core`'s generic log; this crate is
+//! its driver ([`RedisDriver`], [`RedisReader`]): the broker calls only.
 
 mod codec;
 mod config;

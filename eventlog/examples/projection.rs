@@ -42,7 +42,7 @@ async fn project(
         .subscribe("projector", SeekPosition::LastAcknowledged)
         .await?;
     while let Some(event) = events.next().await {
-        let seq = event.seq_no.expect("stored events carry their number");
+        let seq = event.seq();
         let amount: i64 = String::from_utf8_lossy(&event.payload).parse()?;
         let applied = {
             let mut model = model.lock().expect("model lock");

@@ -6,7 +6,7 @@
 //! `EVENTLOG_URL` (`redis://127.0.0.1:6379/orders`, `nats://…`, `kafka://…`)
 //! the same code runs on a broker.
 
-use eventlog::{EventEnvelope, SeekPosition};
+use eventlog::{EventEnvelope, EventLogExt, SeekPosition};
 use futures::StreamExt;
 
 #[tokio::main]
@@ -35,12 +35,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     for _ in 0..3 {
         let event = events.next().await.expect("the log holds five new events");
-        let seq = event.seq_no.expect("stored events carry their number");
         println!(
-            "billing got {seq}: {}",
+            "billing got {}: {}",
+            event.seq(),
             String::from_utf8_lossy(&event.payload)
         );
-        log.ack("billing", seq).await?;
+        log.ack_event("billing", &event).await?;
     }
     drop(events);
     let state = log.consumer_state("billing").await?;
@@ -56,9 +56,8 @@ async fn main() -> anyhow::Result<()> {
         .subscribe("billing", SeekPosition::LastAcknowledged)
         .await?;
     let next = events.next().await.expect("two events are left");
-    let seq = next.seq_no.expect("stored events carry their number");
-    println!("billing resumed at {seq}");
-    log.ack("billing", seq).await?;
+    println!("billing resumed at {}", next.seq());
+    log.ack_event("billing", &next).await?;
 
     let state = log.consumer_state("billing").await?;
     println!(

@@ -15,15 +15,18 @@
 //! feature (`rediss://`, Kafka SSL and SCRAM).
 //!
 //! ```
-//! use eventlog::{EventEnvelope, SeekPosition};
+//! use eventlog::{EventEnvelope, EventLogExt, SeekPosition};
 //! use futures::StreamExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
 //! let log = eventlog::connect("memory://orders").await?;
 //! log.append(EventEnvelope::new("/shop", "order.placed", &b"{\"id\":1}"[..])).await?;
 //! let mut events = log.subscribe("billing", SeekPosition::Beginning).await?;
-//! let first = events.next().await.unwrap();
-//! log.ack("billing", first.seq_no.unwrap()).await?;
+//! while let Some(event) = events.next().await {
+//!     println!("{}: {}", event.seq(), event.event_type);
+//!     log.ack_event("billing", &event).await?;
+//! #   break;
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -38,9 +41,9 @@ mod copy;
 pub use connect::{SCHEMES, connect};
 pub use copy::{CopyReport, copy};
 pub use eventlog_core::{
-    AttributeReader, BoxError, Capabilities, ConsumerState, EventEnvelope, EventLog, EventLogError,
-    EventStream, Result, SPEC_VERSION, Secret, SeekPosition, SeqNo, attributes, redact_url,
-    validate,
+    AttributeReader, BoxError, Capabilities, CheckedEventStream, ConsumerState, EventEnvelope,
+    EventLog, EventLogError, EventLogExt, EventStream, Result, SPEC_VERSION, Secret, SeekPosition,
+    SeqNo, attributes, driver, redact_url, validate,
 };
 
 /// The in-memory backend.
