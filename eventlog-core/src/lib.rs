@@ -25,6 +25,7 @@ pub mod driver;
 mod envelope;
 mod error;
 mod log;
+pub mod log_url;
 mod position;
 mod secret;
 pub mod validate;

@@ -1,7 +1,8 @@
 //! Configuration: a builder, filled by hand or from a URL.
 
 use eventlog_core::driver::SubscriptionSettings;
-use eventlog_core::{EventLogError, Secret, redact_url, validate};
+use eventlog_core::log_url::{CommonOption, LogUrl};
+use eventlog_core::{EventLogError, Secret, validate};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -114,62 +115,46 @@ impl KafkaConfig {
     /// A user and password mean SASL, `PLAIN` unless `sasl_mechanism` says
     /// otherwise.
     pub fn from_url(url: &str) -> Result<KafkaConfigBuilder, EventLogError> {
-        let invalid = |reason: String| EventLogError::InvalidConfig { reason };
-        let rest = url.strip_prefix("kafka://").ok_or_else(|| {
-            invalid(format!(
-                "`{}` does not start with kafka://",
-                redact_url(url)
-            ))
-        })?;
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, log) = rest
-            .split_once('/')
-            .filter(|(_, log)| !log.is_empty() && !log.contains('/'))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "`{}` must be kafka://host:port/<log>",
-                    redact_url(url)
-                ))
-            })?;
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None => (None, authority),
-        };
-        if hosts.is_empty() {
-            return Err(invalid("the URL names no broker".into()));
+        let url = LogUrl::parse(url)?;
+        url.expect_scheme(&["kafka"])?;
+        if !url.path().is_empty() {
+            return Err(EventLogError::InvalidConfig {
+                reason: "a kafka:// URL ends in /<log>".into(),
+            });
         }
-        let mut builder = Self::builder(hosts, log);
+        let mut builder = Self::builder(url.servers(9092).join(","), url.log());
         let mut mechanism = "PLAIN".to_owned();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            let number = || {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| invalid(format!("`{key}` must be a whole number, not `{value}`")))
-            };
-            builder = match key.as_ref() {
-                "timeout_ms" => builder.with_timeout(Duration::from_millis(number()?)),
-                "retention_ms" => builder.with_retention(Some(Duration::from_millis(number()?))),
-                "replication_factor" => builder.with_replication_factor(number()? as i32),
-                "max_payload" => builder.with_max_payload(number()? as usize),
-                "topic_prefix" => builder.with_topic_prefix(value.as_ref()),
-                "group_prefix" => builder.with_group_prefix(value.as_ref()),
-                "create_topic" => builder.with_create_topic(value != "false"),
-                "tls" => builder.with_tls(value == "true"),
-                "sasl_mechanism" => {
-                    mechanism = value.into_owned();
-                    builder
+        for option in url.options() {
+            builder = match option.common()? {
+                Some(CommonOption::Timeout(timeout)) => builder.with_timeout(timeout),
+                Some(CommonOption::MaxPayload(max)) => builder.with_max_payload(max),
+                Some(CommonOption::CaFile(path)) => {
+                    builder.with_ca_location(path.display().to_string())
                 }
-                other => return Err(invalid(format!("unknown option `{other}`"))),
+                // librdkafka's fetches have no block time of ours.
+                Some(_) => return Err(option.unknown(crate::error::BACKEND)),
+                None => match option.key() {
+                    "retention_ms" => builder.with_retention(Some(Duration::from_millis(
+                        option.number(1, i64::MAX as u64)?,
+                    ))),
+                    "replication_factor" => {
+                        builder.with_replication_factor(option.number(1, 32)? as i32)
+                    }
+                    "topic_prefix" => builder.with_topic_prefix(option.value()),
+                    "group_prefix" => builder.with_group_prefix(option.value()),
+                    "create_topic" => builder.with_create_topic(option.flag()?),
+                    "tls" => builder.with_tls(option.flag()?),
+                    "sasl_mechanism" => {
+                        mechanism = option.value().to_owned();
+                        builder
+                    }
+                    _ => return Err(option.unknown(crate::error::BACKEND)),
+                },
             };
         }
-        if let Some(userinfo) = userinfo {
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            builder = builder.with_sasl(mechanism, decode(user), decode(password));
+        if let Some(user) = url.user() {
+            let password = url.password().map(Secret::expose).unwrap_or_default();
+            builder = builder.with_sasl(mechanism, user, password);
         }
         Ok(builder)
     }

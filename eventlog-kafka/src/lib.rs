@@ -47,9 +47,10 @@
 //! the numbering has no gap. Do not write to the topic with a transactional
 //! producer.
 //!
-//! **Leak checks.** Kafka has no API that lists client connections, so
-//! [`KafkaEventLog::subscription_count`] counts the subscriptions (each a
-//! librdkafka consumer) alive in this process.
+//! **Leak checks.** Kafka has no API that lists client connections, so the
+//! feature `probe` adds `KafkaEventLog::subscription_count`, which counts
+//! the subscriptions (each a librdkafka consumer) alive in this process;
+//! production builds leave it off.
 
 mod codec;
 mod config;

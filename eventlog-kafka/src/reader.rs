@@ -14,13 +14,19 @@ use futures::FutureExt;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
+#[cfg(feature = "probe")]
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
+#[cfg(feature = "probe")]
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-/// Live readers per topic in this process, for `subscription_count`.
+/// Live readers per topic in this process, for `subscription_count`
+/// (feature `probe`).
+#[cfg(feature = "probe")]
 static LIVE: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Default::default);
 
+#[cfg(feature = "probe")]
 pub(crate) fn live(topic: &str) -> usize {
     LIVE.lock()
         .expect("live lock poisoned")
@@ -29,10 +35,41 @@ pub(crate) fn live(topic: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Counts a reader in [`LIVE`] while it lives.
+#[cfg(feature = "probe")]
+struct Counted(String);
+
+#[cfg(feature = "probe")]
+impl Counted {
+    fn new(topic: &str) -> Self {
+        *LIVE
+            .lock()
+            .expect("live lock poisoned")
+            .entry(topic.to_owned())
+            .or_default() += 1;
+        Self(topic.to_owned())
+    }
+}
+
+#[cfg(feature = "probe")]
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut live = LIVE.lock().expect("live lock poisoned");
+        if let Some(n) = live.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&self.0);
+            }
+        }
+    }
+}
+
 /// The reader of one subscription.
 pub struct KafkaReader {
     consumer: Arc<StreamConsumer>,
     topic: String,
+    #[cfg(feature = "probe")]
+    _counted: Counted,
     wait: Duration,
     timeout: Duration,
     /// librdkafka reported a failure and no message came since: a read
@@ -43,15 +80,11 @@ pub struct KafkaReader {
 
 impl KafkaReader {
     pub(crate) fn new(driver: &KafkaDriver, consumer: StreamConsumer) -> Self {
-        let topic = driver.topic.clone();
-        *LIVE
-            .lock()
-            .expect("live lock poisoned")
-            .entry(topic.clone())
-            .or_default() += 1;
         Self {
             consumer: Arc::new(consumer),
-            topic,
+            topic: driver.topic.clone(),
+            #[cfg(feature = "probe")]
+            _counted: Counted::new(&driver.topic),
             wait: eventlog_core::driver::Driver::read_wait(driver),
             timeout: driver.config.timeout,
             failing: false,
@@ -138,17 +171,5 @@ impl Reader for KafkaReader {
     /// librdkafka reconnects by itself and keeps its fetch position.
     fn recovers_from(&self, err: &EventLogError) -> bool {
         matches!(err, EventLogError::Unavailable { .. })
-    }
-}
-
-impl Drop for KafkaReader {
-    fn drop(&mut self) {
-        let mut live = LIVE.lock().expect("live lock poisoned");
-        if let Some(n) = live.get_mut(&self.topic) {
-            *n -= 1;
-            if *n == 0 {
-                live.remove(&self.topic);
-            }
-        }
     }
 }

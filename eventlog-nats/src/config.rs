@@ -1,7 +1,8 @@
 //! Configuration: a builder, filled by hand or from a URL.
 
 use eventlog_core::driver::SubscriptionSettings;
-use eventlog_core::{EventLogError, Secret, redact_url as redact, validate};
+use eventlog_core::log_url::{CommonOption, LogUrl};
+use eventlog_core::{EventLogError, Secret, validate};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -97,55 +98,33 @@ impl NatsConfig {
     /// (`tls://` requires TLS; `ca_file=<path>` trusts a private CA). Tokens, NKeys and creds files go through the
     /// builder or the facade's environment variables.
     pub fn from_url(url: &str) -> Result<NatsConfigBuilder, EventLogError> {
-        let invalid = |reason: String| EventLogError::InvalidConfig { reason };
-        let parsed = url::Url::parse(url)
-            .map_err(|e| invalid(format!("`{}` is not a URL: {e}", redact(url))))?;
-        if !matches!(parsed.scheme(), "nats" | "tls") {
-            return Err(invalid(format!(
-                "scheme `{}` is not nats or tls",
-                parsed.scheme()
-            )));
+        let url = LogUrl::parse(url)?;
+        url.expect_scheme(&["nats", "tls"])?;
+        if !url.path().is_empty() {
+            return Err(EventLogError::InvalidConfig {
+                reason: "a nats:// URL ends in /<log>".into(),
+            });
         }
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| invalid("the URL names no host".into()))?;
-        let segments: Vec<&str> = parsed
-            .path_segments()
-            .map(|s| s.filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
-        let [log] = segments.as_slice() else {
-            return Err(invalid(format!("`{}` must end in /<log>", redact(url))));
-        };
-        let server = format!(
-            "{}://{host}:{}",
-            parsed.scheme(),
-            parsed.port().unwrap_or(4222)
-        );
-        let mut builder = Self::builder(server, *log).with_require_tls(parsed.scheme() == "tls");
-        if !parsed.username().is_empty() {
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            let password = parsed.password().map(decode).unwrap_or_default();
-            builder = builder.with_user_password(decode(parsed.username()), password);
+        let server = format!("{}://{}", url.scheme(), url.server(4222)?);
+        let mut builder = Self::builder(server, url.log()).with_require_tls(url.scheme() == "tls");
+        if let Some(user) = url.user() {
+            let password = url.password().map(Secret::expose).unwrap_or_default();
+            builder = builder.with_user_password(user, password);
         }
-        for (key, value) in parsed.query_pairs() {
-            let number = || {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| invalid(format!("`{key}` must be a whole number, not `{value}`")))
-            };
-            builder = match key.as_ref() {
-                "timeout_ms" => builder.with_timeout(Duration::from_millis(number()?)),
-                "block_ms" => builder.with_block(Duration::from_millis(number()?)),
-                "replicas" => builder.with_replicas(number()? as usize),
-                "stream_prefix" => builder.with_stream_prefix(value.as_ref()),
-                "subject_prefix" => builder.with_subject_prefix(value.as_ref()),
-                "create_stream" => builder.with_create_stream(value != "false"),
-                "ca_file" => builder.with_root_certificates(value.as_ref()),
-                other => return Err(invalid(format!("unknown option `{other}`"))),
+        for option in url.options() {
+            builder = match option.common()? {
+                Some(CommonOption::Timeout(timeout)) => builder.with_timeout(timeout),
+                Some(CommonOption::Block(block)) => builder.with_block(block),
+                Some(CommonOption::CaFile(path)) => builder.with_root_certificates(path),
+                // The server's own `max_payload` is the limit.
+                Some(_) => return Err(option.unknown(crate::error::BACKEND)),
+                None => match option.key() {
+                    "replicas" => builder.with_replicas(option.number(1, 5)? as usize),
+                    "stream_prefix" => builder.with_stream_prefix(option.value()),
+                    "subject_prefix" => builder.with_subject_prefix(option.value()),
+                    "create_stream" => builder.with_create_stream(option.flag()?),
+                    _ => return Err(option.unknown(crate::error::BACKEND)),
+                },
             };
         }
         Ok(builder)

@@ -1,7 +1,8 @@
 //! Configuration: a builder, filled by hand or from a URL.
 
 use eventlog_core::driver::SubscriptionSettings;
-use eventlog_core::{EventLogError, Secret, redact_url as redact, validate};
+use eventlog_core::log_url::{CommonOption, LogUrl};
+use eventlog_core::{EventLogError, Secret, validate};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,63 +67,43 @@ impl RedisConfig {
     /// (`rediss://` for TLS, `ca_file=<path>` to trust a private CA). The last path segment is the log; a number
     /// before it selects the database.
     pub fn from_url(url: &str) -> Result<RedisConfigBuilder, EventLogError> {
-        let invalid = |reason: String| EventLogError::InvalidConfig { reason };
-        let parsed = url::Url::parse(url)
-            .map_err(|e| invalid(format!("`{}` is not a URL: {e}", redact(url))))?;
-        if !matches!(parsed.scheme(), "redis" | "rediss") {
-            return Err(invalid(format!(
-                "scheme `{}` is not redis or rediss",
-                parsed.scheme()
-            )));
-        }
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| invalid("the URL names no host".into()))?;
-        let segments: Vec<&str> = parsed
-            .path_segments()
-            .map(|s| s.filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
-        let (db, log) = match segments.as_slice() {
-            [log] => (None, *log),
-            [db, log] => (Some(*db), *log),
-            _ => {
-                return Err(invalid(format!(
-                    "`{}` must end in /<log> or /<db>/<log>",
-                    redact(url)
-                )));
+        let url = LogUrl::parse(url)?;
+        url.expect_scheme(&["redis", "rediss"])?;
+        let mut server = format!("{}://{}", url.scheme(), url.server(6379)?);
+        match url.path() {
+            [] => {}
+            [db] => {
+                db.parse::<u32>()
+                    .map_err(|_| EventLogError::InvalidConfig {
+                        reason: format!("database `{db}` is not a number"),
+                    })?;
+                server.push('/');
+                server.push_str(db);
             }
-        };
-        let mut server = format!(
-            "{}://{host}:{}",
-            parsed.scheme(),
-            parsed.port().unwrap_or(6379)
-        );
-        if let Some(db) = db {
-            db.parse::<u32>()
-                .map_err(|_| invalid(format!("database `{db}` is not a number")))?;
-            server.push('/');
-            server.push_str(db);
+            _ => {
+                return Err(EventLogError::InvalidConfig {
+                    reason: "a redis:// URL ends in /<log> or /<db>/<log>".into(),
+                });
+            }
         }
-        let mut builder = Self::builder(server, log);
-        if !parsed.username().is_empty() {
-            builder = builder.with_username(decode(parsed.username()));
+        let mut builder = Self::builder(server, url.log());
+        if let Some(user) = url.user() {
+            builder = builder.with_username(user);
         }
-        if let Some(password) = parsed.password() {
-            builder = builder.with_password(decode(password));
+        if let Some(password) = url.password() {
+            builder = builder.with_password(password.expose());
         }
-        for (key, value) in parsed.query_pairs() {
-            let number = || {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| invalid(format!("`{key}` must be a whole number, not `{value}`")))
-            };
-            builder = match key.as_ref() {
-                "timeout_ms" => builder.with_timeout(Duration::from_millis(number()?)),
-                "block_ms" => builder.with_block(Duration::from_millis(number()?)),
-                "max_payload" => builder.with_max_payload(number()? as usize),
-                "key_prefix" => builder.with_key_prefix(value.as_ref()),
-                "ca_file" => builder.with_root_certificates(value.as_ref()),
-                other => return Err(invalid(format!("unknown option `{other}`"))),
+        for option in url.options() {
+            builder = match option.common()? {
+                Some(CommonOption::Timeout(timeout)) => builder.with_timeout(timeout),
+                Some(CommonOption::Block(block)) => builder.with_block(block),
+                Some(CommonOption::MaxPayload(max)) => builder.with_max_payload(max),
+                Some(CommonOption::CaFile(path)) => builder.with_root_certificates(path),
+                Some(_) => return Err(option.unknown(crate::error::BACKEND)),
+                None => match option.key() {
+                    "key_prefix" => builder.with_key_prefix(option.value()),
+                    _ => return Err(option.unknown(crate::error::BACKEND)),
+                },
             };
         }
         Ok(builder)
@@ -132,13 +113,6 @@ impl RedisConfig {
     pub fn stream_key(&self) -> String {
         format!("{}{}", self.key_prefix, self.log)
     }
-}
-
-/// A percent-encoded part of a URL's user information, decoded.
-fn decode(part: &str) -> String {
-    percent_encoding::percent_decode_str(part)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Builds a [`RedisConfig`]; `build` checks it.
@@ -215,7 +189,7 @@ impl RedisConfigBuilder {
             return Err(EventLogError::InvalidConfig {
                 reason: format!(
                     "put credentials in with_username/with_password, not in the server URL `{}`",
-                    redact(&config.url)
+                    eventlog_core::redact_url(&config.url)
                 ),
             });
         }

@@ -24,7 +24,7 @@
 //! | `append` | `XADD key 0-* field value…`: the entry id `0-n` is the sequence number `n`, so Redis itself numbers the entries 1, 2, 3… with no gap |
 //! | `append_batch` | the `XADD`s in one `MULTI`/`EXEC`: stored contiguously, or not at all |
 //! | a consumer | a consumer group named after it, with one member, `eventlog` |
-//! | `subscribe` | on a connection of its own: `XREADGROUP … STREAMS key 0` for the group's pending entries (delivered, never acknowledged), then `XREADGROUP … BLOCK … STREAMS key >` |
+//! | `subscribe` | on a connection of its own, named `eventlog-sub:<log>` (as `CLIENT LIST` shows it): `XREADGROUP … STREAMS key 0` for the group's pending entries (delivered, never acknowledged), then `XREADGROUP … BLOCK … STREAMS key >` |
 //! | `ack(c, n)` | a Lua script: `XACK` of every pending entry up to `n`, then `XGROUP SETID` to `n` if the group had not delivered that far |
 //! | `seek(c, p)` | a Lua script: `XGROUP SETID` (or `CREATE`), then `XGROUP DELCONSUMER` of every member, so no stale pending entry comes again |
 //! | `consumer_state` | the group's acknowledgement floor: the entry before its oldest pending entry (`XPENDING`), or its `last-delivered-id` (`XINFO GROUPS`) when nothing is pending |
@@ -69,4 +69,4 @@ pub use config::{
 };
 pub use driver::RedisDriver;
 pub use log::RedisEventLog;
-pub use reader::{RedisReader, client_name as subscription_client_name};
+pub use reader::RedisReader;

@@ -19,12 +19,6 @@ use std::sync::Arc;
 /// and a restarted reader must find its predecessor's pending entries.
 pub(crate) const MEMBER: &str = "eventlog";
 
-/// The client name of subscription connections on `log`, so `CLIENT LIST`
-/// shows what each holds.
-pub fn client_name(log: &str) -> String {
-    format!("eventlog-sub:{log}")
-}
-
 /// `XREADGROUP`'s reply: per stream, its entries (id, fields; no fields for
 /// an entry deleted since it was delivered).
 type ReadReply = Option<Vec<(String, Vec<(String, Option<Vec<Vec<u8>>>)>)>>;
@@ -64,7 +58,8 @@ impl RedisReader {
             .map_err(from_redis)?;
         redis::cmd("CLIENT")
             .arg("SETNAME")
-            .arg(client_name(&driver.config.log))
+            // Documented (crate docs): `CLIENT LIST` shows what each holds.
+            .arg(format!("eventlog-sub:{}", driver.config.log))
             .query_async::<()>(&mut conn)
             .await
             .map_err(from_redis)?;

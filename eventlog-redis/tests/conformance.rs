@@ -8,7 +8,7 @@ use conformance::harness::{OwnBroker, REDIS, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
-use eventlog_redis::{RedisConfig, RedisEventLog, subscription_client_name};
+use eventlog_redis::{RedisConfig, RedisEventLog};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +79,8 @@ impl Fixture for Redis {
             .arg("LIST")
             .query_async(&mut raw(&self.url).await?)
             .await?;
-        let name = format!("name={} ", subscription_client_name(log));
+        // The client name the crate docs give subscription connections.
+        let name = format!("name=eventlog-sub:{log} ");
         Ok(clients.lines().filter(|line| line.contains(&name)).count())
     }
 

@@ -1,16 +1,61 @@
 //! `connect(url)`: a backend chosen by the URL's scheme.
 
 use eventlog_core::{EventLog, EventLogError, Result, redact_url};
+use futures::future::BoxFuture;
 use std::sync::Arc;
 
-/// The URL schemes [`connect`] knows, with the Cargo feature each needs.
-pub const SCHEMES: &[(&str, &str)] = &[
-    ("memory", "memory"),
-    ("nats", "nats"),
-    ("tls", "nats"),
-    ("kafka", "kafka"),
-    ("redis", "redis"),
-    ("rediss", "redis"),
+/// A backend [`connect`] can open: its URL schemes, the Cargo feature that
+/// compiles it in, and its opener when it is.
+#[derive(Clone, Copy)]
+pub struct Backend {
+    /// The URL schemes it serves, such as `redis` and `rediss`.
+    pub schemes: &'static [&'static str],
+    /// The feature of this crate that compiles it in.
+    pub feature: &'static str,
+    open: Option<Opener>,
+}
+
+impl Backend {
+    /// Whether this build has it.
+    pub fn compiled_in(&self) -> bool {
+        self.open.is_some()
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("schemes", &self.schemes)
+            .field("feature", &self.feature)
+            .field("compiled_in", &self.compiled_in())
+            .finish()
+    }
+}
+
+type Opener = for<'a> fn(&'a str) -> BoxFuture<'a, Result<Arc<dyn EventLog>>>;
+
+/// Every backend, by scheme: the one table [`connect`] dispatches through.
+pub const BACKENDS: &[Backend] = &[
+    Backend {
+        schemes: &["memory"],
+        feature: "memory",
+        open: MEMORY,
+    },
+    Backend {
+        schemes: &["nats", "tls"],
+        feature: "nats",
+        open: NATS,
+    },
+    Backend {
+        schemes: &["kafka"],
+        feature: "kafka",
+        open: KAFKA,
+    },
+    Backend {
+        schemes: &["redis", "rediss"],
+        feature: "redis",
+        open: REDIS,
+    },
 ];
 
 /// A ready log for `url`; the scheme picks the backend:
@@ -21,11 +66,13 @@ pub const SCHEMES: &[(&str, &str)] = &[
 /// * `kafka://[user:password@]host:port[,host:port]/<log>` (SASL with a user).
 /// * `redis://[user:password@]host:port[/db]/<log>`, `rediss://` for TLS.
 ///
-/// Each backend's `from_url` lists its query options (`?timeout_ms=…`).
-/// A password may come from the environment instead of the URL:
-/// `EVENTLOG_PASSWORD` for a URL with a user and no password; for NATS also
-/// `EVENTLOG_NATS_TOKEN`, `EVENTLOG_NATS_NKEY` or `EVENTLOG_NATS_CREDS` (a
-/// creds file).
+/// The broker URLs share one syntax and their common options
+/// (`timeout_ms`, `block_ms`, `max_payload`, `ca_file`; see
+/// [`eventlog_core::log_url`]); each backend's `from_url` lists its own.
+/// Credentials may come from the environment instead of the URL, and those
+/// in the URL win: `EVENTLOG_PASSWORD` for a URL with a user and no
+/// password; for NATS with no user in the URL, `EVENTLOG_NATS_TOKEN`,
+/// `EVENTLOG_NATS_NKEY` or `EVENTLOG_NATS_CREDS` (a creds file).
 ///
 /// A scheme whose feature is not compiled in, or a malformed URL, is an
 /// [`EventLogError::InvalidConfig`] that says what to do.
@@ -36,32 +83,28 @@ pub async fn connect(url: &str) -> Result<Arc<dyn EventLog>> {
             redact_url(url)
         )));
     };
-    match scheme {
-        "memory" => memory(url),
-        "nats" | "tls" => nats(url).await,
-        "kafka" => kafka(url).await,
-        "redis" | "rediss" => redis(url).await,
-        other => Err(invalid(format!(
-            "unknown scheme `{other}://`; known: {}",
-            SCHEMES
-                .iter()
-                .map(|(s, _)| format!("{s}://"))
-                .collect::<Vec<_>>()
-                .join(", ")
+    let Some(backend) = BACKENDS.iter().find(|b| b.schemes.contains(&scheme)) else {
+        let known: Vec<String> = BACKENDS
+            .iter()
+            .flat_map(|b| b.schemes)
+            .map(|s| format!("{s}://"))
+            .collect();
+        return Err(invalid(format!(
+            "unknown scheme `{scheme}://`; known: {}",
+            known.join(", ")
+        )));
+    };
+    match backend.open {
+        Some(open) => open(url).await,
+        None => Err(invalid(format!(
+            "`{scheme}://` needs the `{}` feature of the eventlog crate",
+            backend.feature
         ))),
     }
 }
 
 fn invalid(reason: String) -> anyhow::Error {
     EventLogError::InvalidConfig { reason }.into()
-}
-
-/// The error for a scheme whose backend is not compiled in.
-#[allow(dead_code, reason = "used by the backends that are not compiled in")]
-fn missing(scheme: &str, feature: &str) -> anyhow::Error {
-    invalid(format!(
-        "`{scheme}://` needs the `{feature}` feature of the eventlog crate"
-    ))
 }
 
 /// `url` with the password from `EVENTLOG_PASSWORD` when it names a user
@@ -94,21 +137,30 @@ fn with_password(url: &str, password: Option<String>) -> String {
 }
 
 #[cfg(feature = "memory")]
-fn memory(url: &str) -> Result<Arc<dyn EventLog>> {
+const MEMORY: Option<Opener> = Some(|url| {
     let log = url.trim_start_matches("memory://");
-    Ok(Arc::new(eventlog_memory::InMemoryLogs::global().open(log)?))
-}
-
+    let log = eventlog_memory::InMemoryLogs::global()
+        .open(log)
+        .map(|log| Arc::new(log) as Arc<dyn EventLog>)
+        .map_err(Into::into);
+    Box::pin(std::future::ready(log))
+});
 #[cfg(not(feature = "memory"))]
-fn memory(_: &str) -> Result<Arc<dyn EventLog>> {
-    Err(missing("memory", "memory"))
-}
+const MEMORY: Option<Opener> = None;
+
+#[cfg(feature = "nats")]
+const NATS: Option<Opener> = Some(|url| Box::pin(nats(url)));
+#[cfg(not(feature = "nats"))]
+const NATS: Option<Opener> = None;
 
 #[cfg(feature = "nats")]
 async fn nats(url: &str) -> Result<Arc<dyn EventLog>> {
     use eventlog_nats::{NatsConfig, NatsEventLog};
     let mut builder = NatsConfig::from_url(&with_env_password(url))?;
-    if let Ok(token) = std::env::var("EVENTLOG_NATS_TOKEN") {
+    let url_has_credentials = eventlog_core::log_url::LogUrl::parse(url)?.user().is_some();
+    if url_has_credentials {
+        // The URL's own credentials win over the environment.
+    } else if let Ok(token) = std::env::var("EVENTLOG_NATS_TOKEN") {
         builder = builder.with_token(token);
     } else if let Ok(seed) = std::env::var("EVENTLOG_NATS_NKEY") {
         builder = builder.with_nkey(seed);
@@ -118,10 +170,10 @@ async fn nats(url: &str) -> Result<Arc<dyn EventLog>> {
     Ok(Arc::new(NatsEventLog::connect(builder.build()?).await?))
 }
 
-#[cfg(not(feature = "nats"))]
-async fn nats(url: &str) -> Result<Arc<dyn EventLog>> {
-    Err(missing(url.split("://").next().unwrap_or("nats"), "nats"))
-}
+#[cfg(feature = "kafka")]
+const KAFKA: Option<Opener> = Some(|url| Box::pin(kafka(url)));
+#[cfg(not(feature = "kafka"))]
+const KAFKA: Option<Opener> = None;
 
 #[cfg(feature = "kafka")]
 async fn kafka(url: &str) -> Result<Arc<dyn EventLog>> {
@@ -130,21 +182,16 @@ async fn kafka(url: &str) -> Result<Arc<dyn EventLog>> {
     Ok(Arc::new(KafkaEventLog::connect(config).await?))
 }
 
-#[cfg(not(feature = "kafka"))]
-async fn kafka(_: &str) -> Result<Arc<dyn EventLog>> {
-    Err(missing("kafka", "kafka"))
-}
+#[cfg(feature = "redis")]
+const REDIS: Option<Opener> = Some(|url| Box::pin(redis(url)));
+#[cfg(not(feature = "redis"))]
+const REDIS: Option<Opener> = None;
 
 #[cfg(feature = "redis")]
 async fn redis(url: &str) -> Result<Arc<dyn EventLog>> {
     use eventlog_redis::{RedisConfig, RedisEventLog};
     let config = RedisConfig::from_url(&with_env_password(url))?.build()?;
     Ok(Arc::new(RedisEventLog::connect(config).await?))
-}
-
-#[cfg(not(feature = "redis"))]
-async fn redis(url: &str) -> Result<Arc<dyn EventLog>> {
-    Err(missing(url.split("://").next().unwrap_or("redis"), "redis"))
 }
 
 #[cfg(all(test, feature = "memory"))]

@@ -38,7 +38,7 @@
 mod connect;
 mod copy;
 
-pub use connect::{SCHEMES, connect};
+pub use connect::{BACKENDS, Backend, connect};
 pub use copy::{CopyReport, copy};
 pub use eventlog_core::{
     AttributeReader, BoxError, Capabilities, CheckedEventStream, ConsumerState, EventEnvelope,
