@@ -16,7 +16,7 @@
 /// * `contract_tests!(retention: fixture)`: C32, events removed as
 ///   retention would, for a broker whose test build can remove them (tansu
 ///   0.6 fails `DeleteRecords`; `docs/kafka-test-broker.md`).
-/// * `contract_tests!(deletion: fixture)`: R02 and C34, a log deleted under
+/// * `contract_tests!(deletion: fixture)`: R02, C33 and C34, a log deleted under
 ///   a live subscription, for a broker whose test build survives that
 ///   (tansu 0.6 crashes librdkafka there; `docs/kafka-test-broker.md`).
 ///
@@ -92,6 +92,7 @@ macro_rules! contract_tests {
             r02_a_deleted_log_ends_live_subscriptions,
         );
         $crate::__tests!(clauses, $fixture;
+            c33_reused_numbers_are_reported,
             c34_a_deleted_log_is_reported,
         );
     };

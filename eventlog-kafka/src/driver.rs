@@ -4,7 +4,7 @@ use crate::codec;
 use crate::config::KafkaConfig;
 use crate::error::{AuthWatch, BACKEND, from_kafka};
 use crate::reader::KafkaReader;
-use eventlog_core::driver::Driver;
+use eventlog_core::driver::{Driver, bounded};
 use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -105,14 +105,13 @@ impl KafkaDriver {
             watch,
             groups: Mutex::new(HashMap::new()),
         };
-        let after = driver.config.timeout + GRACE;
-        let checked = tokio::time::timeout(after, driver.ensure_topic())
-            .await
-            .unwrap_or(Err(EventLogError::Timeout {
-                operation: "connect",
-                after,
-            }));
-        checked.map_err(|e| driver.watch.explain(e))?;
+        bounded(
+            "connect",
+            driver.config.timeout + GRACE,
+            driver.ensure_topic(),
+        )
+        .await
+        .map_err(|e| driver.watch.explain(e))?;
         Ok(driver)
     }
 

@@ -4,22 +4,13 @@ use crate::config::KafkaConfig;
 use crate::driver::KafkaDriver;
 use eventlog_core::Result;
 use eventlog_core::driver::{AsDriverLog, DriverLog};
-use std::fmt;
 
 /// An [`EventLog`](eventlog_core::EventLog) on a Kafka topic. Cheap to
 /// clone: clones share one idempotent producer and one offset client per
 /// consumer group.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct KafkaEventLog {
     log: DriverLog<KafkaDriver>,
-}
-
-impl fmt::Debug for KafkaEventLog {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaEventLog")
-            .field("config", self.config())
-            .finish_non_exhaustive()
-    }
 }
 
 impl KafkaEventLog {

@@ -6,7 +6,7 @@ use crate::error::{BACKEND, classify};
 use crate::reader::{NatsReader, Replies};
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, ConnectOptions};
-use eventlog_core::driver::Driver;
+use eventlog_core::driver::{Driver, bounded};
 use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
 use std::fmt;
 use std::sync::Arc;
@@ -44,27 +44,13 @@ impl fmt::Debug for NatsDriver {
     }
 }
 
-/// `fut` within `after`: the generic log bounds its operations, but
-/// connecting happens before there is one.
-async fn within<T>(
-    after: Duration,
-    fut: impl Future<Output = Result<T, EventLogError>>,
-) -> Result<T, EventLogError> {
-    tokio::time::timeout(after, fut)
-        .await
-        .unwrap_or(Err(EventLogError::Timeout {
-            operation: "connect",
-            after,
-        }))
-}
-
 impl NatsDriver {
     /// Connects to the servers of `config`, creating the stream if
     /// configured so.
     pub(crate) async fn connect(config: NatsConfig) -> Result<Self, EventLogError> {
         let timeout = config.timeout;
         let options = options(&config).await?;
-        let client = within(timeout, async {
+        let client = bounded("connect", timeout, async {
             options
                 .connect(&config.servers)
                 .await
@@ -76,7 +62,7 @@ impl NatsDriver {
         // A backstop only: the generic log's timeout must fire first to
         // name the operation that timed out.
         js.set_timeout(timeout + BACKSTOP);
-        let stream = within(timeout, open_stream(&client, &js, &config)).await?;
+        let stream = bounded("connect", timeout, open_stream(&client, &js, &config)).await?;
         let max_message = client.server_info().max_payload;
         let subject = config.subject();
         Ok(Self {

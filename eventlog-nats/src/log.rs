@@ -4,21 +4,12 @@ use crate::config::NatsConfig;
 use crate::driver::NatsDriver;
 use eventlog_core::Result;
 use eventlog_core::driver::{AsDriverLog, DriverLog};
-use std::fmt;
 
 /// An [`EventLog`](eventlog_core::EventLog) on a JetStream stream. Cheap
 /// to clone: clones share one connection, which reconnects by itself.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct NatsEventLog {
     log: DriverLog<NatsDriver>,
-}
-
-impl fmt::Debug for NatsEventLog {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsEventLog")
-            .field("config", self.config())
-            .finish_non_exhaustive()
-    }
 }
 
 impl NatsEventLog {

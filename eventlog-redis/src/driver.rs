@@ -5,7 +5,7 @@ use crate::delivered::Delivered;
 use crate::error::{BACKEND, from_redis};
 use crate::reader::RedisReader;
 use crate::{codec, scripts};
-use eventlog_core::driver::Driver;
+use eventlog_core::driver::{Driver, bounded};
 use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::fmt;
@@ -32,20 +32,6 @@ impl fmt::Debug for RedisDriver {
     }
 }
 
-/// `fut` within `after`: the generic log bounds its operations, but
-/// connecting happens before there is one.
-async fn within<T>(
-    after: Duration,
-    fut: impl Future<Output = Result<T, EventLogError>>,
-) -> Result<T, EventLogError> {
-    tokio::time::timeout(after, fut)
-        .await
-        .unwrap_or(Err(EventLogError::Timeout {
-            operation: "connect",
-            after,
-        }))
-}
-
 impl RedisDriver {
     /// Connects to the server of `config` and checks its version.
     pub(crate) async fn connect(config: RedisConfig) -> Result<Self, EventLogError> {
@@ -56,13 +42,13 @@ impl RedisDriver {
             // log, whose timeout must fire first to name the operation.
             .set_response_timeout(Some(config.timeout + Duration::from_secs(1)))
             .set_number_of_retries(2);
-        let mut conn = within(config.timeout, async {
+        let mut conn = bounded("connect", config.timeout, async {
             ConnectionManager::new_with_config(client.clone(), manager_config)
                 .await
                 .map_err(from_redis)
         })
         .await?;
-        within(config.timeout, check_version(&mut conn)).await?;
+        bounded("connect", config.timeout, check_version(&mut conn)).await?;
         let key = config.stream_key();
         Ok(Self {
             config,

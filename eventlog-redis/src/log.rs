@@ -4,23 +4,14 @@ use crate::config::RedisConfig;
 use crate::driver::RedisDriver;
 use eventlog_core::Result;
 use eventlog_core::driver::{AsDriverLog, DriverLog};
-use std::fmt;
 
 /// An [`EventLog`](eventlog_core::EventLog) on a Redis stream. Cheap to
 /// clone: clones share one multiplexed connection, which reconnects by
 /// itself; each subscription has a connection of its own for its blocking
 /// reads.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RedisEventLog {
     log: DriverLog<RedisDriver>,
-}
-
-impl fmt::Debug for RedisEventLog {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisEventLog")
-            .field("config", self.config())
-            .finish_non_exhaustive()
-    }
 }
 
 impl RedisEventLog {

@@ -246,3 +246,45 @@ pub async fn c34_a_deleted_log_is_reported(fx: &dyn Fixture) -> Result<()> {
         Err(_) => bail!("log {name}: the checked stream did not end after LogDeleted"),
     }
 }
+
+/// C33 When a log numbers anew events a subscription had already received
+/// (it was deleted and created again, or lost its tail), the checked stream
+/// reports a `SequenceReused` item once it notices, then goes on with the
+/// log's next new event; it never silently drops or skips events.
+pub async fn c33_reused_numbers_are_reported(fx: &dyn Fixture) -> Result<()> {
+    let broker = fx
+        .broker()
+        .context("C33 needs a broker, and this fixture has none")?;
+    let name = unique("c33");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 5).await?;
+    let mut checked = log
+        .subscribe_checked(&unique("checked"), SeekPosition::Beginning)
+        .await?;
+    checked_items(&mut checked, 5, &name).await?;
+    // Not read while the log is deleted and created again: the
+    // subscription notices at its next read.
+    broker.raw_delete(&name).await?;
+    let again = fx.open(&name).await?;
+    append_n(&*again, 2).await?;
+    let report = checked_items(&mut checked, 1, &name).await?;
+    ensure!(
+        matches!(
+            report[..],
+            [Err(EventLogError::SequenceReused {
+                delivered: 5,
+                last: 2
+            })]
+        ),
+        "log {name}: created again with 2 events after 5 were delivered; expected SequenceReused {{ delivered: 5, last: 2 }}, got {}",
+        describe(&report)
+    );
+    again.append(event(2)).await?;
+    let next = checked_items(&mut checked, 1, &name).await?;
+    ensure!(
+        matches!(&next[..], [Ok(event)] if event.seq_no == Some(3)),
+        "log {name}: after the report, expected the new log's event 3, got {}",
+        describe(&next)
+    );
+    Ok(())
+}

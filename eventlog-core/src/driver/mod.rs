@@ -119,6 +119,18 @@ pub trait Driver: Send + Sync + 'static {
     fn log_exists(&self) -> impl Future<Output = Result<bool, EventLogError>> + Send;
 }
 
+/// `fut` within `after`, as `operation`: for the calls a driver makes
+/// outside the generic log's operations, such as connecting.
+pub async fn bounded<T>(
+    operation: &'static str,
+    after: Duration,
+    fut: impl Future<Output = Result<T, EventLogError>>,
+) -> Result<T, EventLogError> {
+    tokio::time::timeout(after, fut)
+        .await
+        .unwrap_or(Err(EventLogError::Timeout { operation, after }))
+}
+
 /// How much one [`Reader::read`] may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -70,14 +70,25 @@ struct Retry {
     /// A reader failed since the last successful read: check the log's
     /// numbering before reading again.
     reopened: bool,
+    /// A reader failed for a reason that is not transient, and a fresh one
+    /// was opened; if that one fails too before it reads an event, the
+    /// subscription ends.
+    second_chance: bool,
 }
 
 impl Retry {
-    fn succeeded(&mut self) {
+    /// A read that reached the broker.
+    fn reached(&mut self) {
         self.backoff.reset();
         self.down_since = None;
         self.reported_at = None;
         self.reopened = false;
+    }
+
+    /// A read that gave events.
+    fn succeeded(&mut self) {
+        self.reached();
+        self.second_chance = false;
     }
 }
 
@@ -223,7 +234,7 @@ async fn fill<D: Driver>(
         };
         let err = match attempt.await {
             Ok(Outcome::Records(records)) if records.is_empty() => {
-                retry.succeeded();
+                retry.reached();
                 continue;
             }
             Ok(outcome) => {
@@ -255,7 +266,13 @@ async fn fill<D: Driver>(
             return end(EventLogError::LogDeleted);
         }
         if !err.is_retryable() {
-            return end(err);
+            // One fresh reader: the broker may have lost the reader's state
+            // (a consumer group gone with a log deleted and created again).
+            if std::mem::replace(&mut retry.second_chance, true) {
+                return end(err);
+            }
+            tracing::warn!(%consumer, error = %err, "subscription reader failed; opening a fresh one");
+            continue;
         }
         tracing::warn!(%consumer, error = %err, "subscription lost its broker; retrying");
         let now = Instant::now();
@@ -283,13 +300,8 @@ async fn bounded<T>(
     after: Option<std::time::Duration>,
     fut: impl Future<Output = Result<T, EventLogError>>,
 ) -> Result<T, EventLogError> {
-    let Some(after) = after else {
-        return fut.await;
-    };
-    tokio::time::timeout(after, fut)
-        .await
-        .unwrap_or(Err(EventLogError::Timeout {
-            operation: "subscription",
-            after,
-        }))
+    match after {
+        Some(after) => super::bounded("subscription", after, fut).await,
+        None => fut.await,
+    }
 }

@@ -225,12 +225,16 @@ async fn a_deleted_log_ends_the_stream() {
 
 #[tokio::test]
 async fn a_fault_that_is_not_transient_ends_the_stream() {
-    let (log, _) = log_of(
-        vec![Err(EventLogError::Backend {
+    let refused = || {
+        Err(EventLogError::Backend {
             backend: "scripted",
             source: "refused".into(),
-        })],
-        1,
-    );
+        })
+    };
+    // A fresh reader gets one chance; it fails too.
+    let (log, _) = log_of(vec![refused(), refused()], 1);
     assert_eq!(items(&log, 2).await, ["scripted backend error"]);
+    // A fresh reader that reads goes on.
+    let (log, _) = log_of(vec![Ok(vec![ok(1)]), refused(), Ok(vec![ok(2)])], 2);
+    assert_eq!(items(&log, 2).await, ["1", "2"]);
 }
