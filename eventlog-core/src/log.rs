@@ -148,19 +148,25 @@ pub trait EventLog: Send + Sync {
 
 /// The plain stream of `checked`'s events: it goes on through outages and
 /// ends, with the reason logged, at any other report.
-pub(crate) fn plain(checked: CheckedEventStream) -> EventStream {
+pub(crate) fn plain<S>(checked: S) -> EventStream
+where
+    S: Stream<Item = Result<EventEnvelope, crate::EventLogError>> + Send + Unpin + 'static,
+{
     Box::pin(Plain {
         checked: Some(checked),
     })
 }
 
 /// [`plain`]'s stream: no future per event, as the checked one has none.
-struct Plain {
+struct Plain<S> {
     /// `None` once ended.
-    checked: Option<CheckedEventStream>,
+    checked: Option<S>,
 }
 
-impl Stream for Plain {
+impl<S> Stream for Plain<S>
+where
+    S: Stream<Item = Result<EventEnvelope, crate::EventLogError>> + Unpin,
+{
     type Item = EventEnvelope;
 
     fn poll_next(
@@ -172,7 +178,7 @@ impl Stream for Plain {
             let Some(checked) = self.checked.as_mut() else {
                 return Poll::Ready(None);
             };
-            match checked.as_mut().poll_next(cx) {
+            match Pin::new(checked).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(event))) => return Poll::Ready(Some(event)),
                 Poll::Ready(Some(Err(err)))

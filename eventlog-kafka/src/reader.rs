@@ -16,6 +16,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 #[cfg(feature = "probe")]
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 #[cfg(feature = "probe")]
 use std::sync::{LazyLock, Mutex};
@@ -133,15 +134,19 @@ impl KafkaReader {
 }
 
 impl Reader for KafkaReader {
-    async fn read(&mut self, limits: ReadLimits) -> Result<Vec<Record>, EventLogError> {
+    async fn read(
+        &mut self,
+        records: &mut VecDeque<Record>,
+        limits: ReadLimits,
+    ) -> Result<(), EventLogError> {
         // `recv` is cancel-safe: a read that waited in vain loses nothing.
         let first = match tokio::time::timeout(self.wait, self.consumer.recv()).await {
             Err(_) if self.failing => {
                 self.check_broker().await?;
                 self.failing = false;
-                return Ok(Vec::new());
+                return Ok(());
             }
-            Err(_) => return Ok(Vec::new()),
+            Err(_) => return Ok(()),
             Ok(Err(err)) => {
                 self.failing = true;
                 return Err(EventLogError::Unavailable {
@@ -152,20 +157,20 @@ impl Reader for KafkaReader {
             Ok(Ok(message)) => record(&message),
         };
         self.failing = false;
-        let mut records = vec![first];
+        records.push_back(first);
         let mut bytes = 0;
         // What librdkafka has already fetched, without waiting.
         while records.len() < limits.events && bytes < limits.bytes {
             match self.consumer.recv().now_or_never() {
                 Some(Ok(message)) => {
                     bytes += message.payload_len();
-                    records.push(record(&message));
+                    records.push_back(record(&message));
                 }
                 // librdkafka retries by itself; the next read waits again.
                 Some(Err(_)) | None => break,
             }
         }
-        Ok(records)
+        Ok(())
     }
 
     /// librdkafka reconnects by itself and keeps its fetch position.

@@ -3,7 +3,7 @@
 
 use eventlog_core::driver::{Driver, ReadLimits, Reader, Record};
 use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Poll, Waker};
@@ -75,23 +75,31 @@ impl Store {
         }
     }
 
-    /// Up to `limits` events from `next` on.
-    fn read_from(&self, next: SeqNo, limits: ReadLimits) -> Vec<Record> {
+    /// Up to `limits` events from `next` on, into `records`; how many.
+    fn read_from(&self, next: SeqNo, records: &mut VecDeque<Record>, limits: ReadLimits) -> usize {
         let events = self.events.read().expect("log lock poisoned");
         let start = usize::try_from(next - 1).unwrap_or(usize::MAX);
         let Some(available) = events.get(start..) else {
-            return Vec::new();
+            return 0;
         };
         let mut bytes = 0;
-        let mut records = Vec::with_capacity(available.len().min(limits.events));
+        let mut taken = 0;
         for event in available.iter().take(limits.events) {
-            if !records.is_empty() && bytes + event.payload.len() > limits.bytes {
+            if taken > 0 && bytes + event.payload.len() > limits.bytes {
                 break;
             }
             bytes += event.payload.len();
-            records.push(Ok(event.clone()));
+            records.push_back(Ok(event.clone()));
+            taken += 1;
         }
-        records
+        taken
+    }
+
+    /// A copy of the event `seq_no`, if it is stored.
+    fn get(&self, seq_no: SeqNo) -> Option<EventEnvelope> {
+        let index = usize::try_from(seq_no.checked_sub(1)?).ok()?;
+        let events = self.events.read().expect("log lock poisoned");
+        events.get(index).cloned()
     }
 }
 
@@ -184,26 +192,44 @@ impl MemoryReader {
     }
 }
 
+impl MemoryReader {
+    fn take(&mut self, records: &mut VecDeque<Record>, limits: ReadLimits) -> usize {
+        let taken = self.store.read_from(self.next, records, limits);
+        self.next += taken as SeqNo;
+        taken
+    }
+}
+
 impl Reader for MemoryReader {
-    async fn read(&mut self, limits: ReadLimits) -> Result<Vec<Record>, EventLogError> {
-        let records = std::future::poll_fn(|cx| {
-            let records = self.store.read_from(self.next, limits);
-            if !records.is_empty() {
-                return Poll::Ready(records);
+    async fn read(
+        &mut self,
+        records: &mut VecDeque<Record>,
+        limits: ReadLimits,
+    ) -> Result<(), EventLogError> {
+        std::future::poll_fn(|cx| {
+            if self.take(records, limits) > 0 {
+                return Poll::Ready(());
             }
             self.store.waiters.register(self.id, cx.waker());
             // Look again: an append between the look above and the
             // registration did not see this waker.
-            let records = self.store.read_from(self.next, limits);
-            if records.is_empty() {
-                Poll::Pending
-            } else {
-                Poll::Ready(records)
+            match self.take(records, limits) {
+                0 => Poll::Pending,
+                _ => Poll::Ready(()),
             }
         })
         .await;
-        self.next += records.len() as SeqNo;
-        Ok(records)
+        Ok(())
+    }
+
+    /// One event at a time: a consumer drops each event before it asks for
+    /// the next, so the allocator's per-thread cache hands the freed
+    /// strings straight back to the next clone, where a batch of clones
+    /// overflows it.
+    fn next_ready(&mut self) -> Option<Record> {
+        let event = self.store.get(self.next)?;
+        self.next += 1;
+        Some(Ok(event))
     }
 }
 

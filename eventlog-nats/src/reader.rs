@@ -168,17 +168,21 @@ fn unavailable(err: impl Into<eventlog_core::BoxError>) -> EventLogError {
 }
 
 impl Reader for NatsReader {
-    async fn read(&mut self, limits: ReadLimits) -> Result<Vec<Record>, EventLogError> {
+    async fn read(
+        &mut self,
+        records: &mut VecDeque<Record>,
+        limits: ReadLimits,
+    ) -> Result<(), EventLogError> {
         let Some(first) = self.next_message(limits).await? else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        let mut records = vec![self.record(first)?];
+        records.push_back(self.record(first)?);
         // What has already arrived, without waiting: a timer per message
         // would cost more than the rest of its handling.
         while records.len() < limits.events {
             let Some(batch) = &mut self.batch else { break };
             match batch.next().now_or_never() {
-                Some(Some(Ok(message))) => records.push(self.record(message)?),
+                Some(Some(Ok(message))) => records.push_back(self.record(message)?),
                 Some(Some(Err(e))) => return Err(unavailable(e)),
                 Some(None) => {
                     self.batch = None;
@@ -187,6 +191,6 @@ impl Reader for NatsReader {
                 None => break,
             }
         }
-        Ok(records)
+        Ok(())
     }
 }

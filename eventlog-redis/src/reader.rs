@@ -13,6 +13,7 @@ use eventlog_core::driver::{ReadLimits, Reader, Record, Undecodable};
 use eventlog_core::{EventLogError, SeqNo};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The one member of each consumer group: one consumer name is one reader,
@@ -76,7 +77,11 @@ impl RedisReader {
 }
 
 impl Reader for RedisReader {
-    async fn read(&mut self, limits: ReadLimits) -> Result<Vec<Record>, EventLogError> {
+    async fn read(
+        &mut self,
+        records: &mut VecDeque<Record>,
+        limits: ReadLimits,
+    ) -> Result<(), EventLogError> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.consumer)
@@ -108,9 +113,8 @@ impl Reader for RedisReader {
             .unwrap_or_default();
         if entries.is_empty() {
             self.phase = Phase::New;
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let mut records = Vec::with_capacity(entries.len());
         let (mut first, mut last): (Option<SeqNo>, SeqNo) = (None, 0);
         for (id, fields) in entries {
             let seq_no = codec::seq_of(&id)?;
@@ -121,7 +125,7 @@ impl Reader for RedisReader {
             }
             // Deleted since it was delivered.
             let Some(fields) = fields else { continue };
-            records.push(
+            records.push_back(
                 codec::decode(seq_no, fields).map_err(|e| Undecodable::from_error(seq_no, e)),
             );
         }
@@ -129,7 +133,7 @@ impl Reader for RedisReader {
             let opening = !std::mem::replace(&mut self.opened, true);
             self.delivered.read(&self.consumer, first, last, opening);
         }
-        Ok(records)
+        Ok(())
     }
 }
 

@@ -93,14 +93,21 @@ impl<D: std::fmt::Debug> std::fmt::Debug for DriverLog<D> {
 pub(super) struct Shared<D> {
     pub(super) driver: D,
     pub(super) settings: SubscriptionSettings,
-    /// The highest sequence number this handle has seen stored: an ack up
-    /// to it is in range without asking the broker.
+    /// The highest sequence number this handle has read or been told is
+    /// the last: an ack up to it is in range without asking the broker.
     seen_last: AtomicU64,
     locks: Box<[Mutex<()>]>,
     hasher: RandomState,
 }
 
 impl<D> Shared<D> {
+    pub(super) fn limits(&self) -> super::ReadLimits {
+        super::ReadLimits {
+            events: self.settings.read_ahead_events,
+            bytes: self.settings.read_ahead_bytes,
+        }
+    }
+
     pub(super) fn saw(&self, seq_no: SeqNo) {
         self.seen_last.fetch_max(seq_no, Ordering::Relaxed);
     }
@@ -185,6 +192,30 @@ impl<D: Driver> DriverLog<D> {
         Ok(next)
     }
 
+    /// Moves `consumer` to `position` (as `seek` would, but for
+    /// `LastAcknowledged`) and opens its subscription there.
+    async fn open_subscription(
+        &self,
+        consumer: &str,
+        position: SeekPosition,
+    ) -> Result<Subscription<D>, EventLogError> {
+        validate::consumer_name(consumer)?;
+        validate::position(position)?;
+        let reader = self
+            .within("subscribe", async {
+                let _held = self.shared.lock_of(consumer).lock().await;
+                let next = self.move_to(consumer, position).await?;
+                let reader = self.shared.driver.open_reader(consumer, next).await?;
+                Ok((reader, next))
+            })
+            .await?;
+        Ok(Subscription::new(
+            self.shared.clone(),
+            consumer.to_owned(),
+            reader,
+        ))
+    }
+
     fn check_events(&self, events: &[EventEnvelope]) -> Result<(), EventLogError> {
         validate::batch(events, self.max_payload())?;
         events
@@ -217,11 +248,12 @@ impl<T: AsDriverLog> EventLog for T {
         let log = self.driver_log();
         validate::envelope(&envelope, log.max_payload())?;
         log.shared.driver.check_event(&envelope)?;
-        let seq_no = log
+        // Not noted as seen: a shared write on every append would cost
+        // concurrent writers more than the rare ack of an unread event
+        // that asks the broker for its last number.
+        Ok(log
             .within("append", log.shared.driver.append(envelope))
-            .await?;
-        log.shared.saw(seq_no);
-        Ok(seq_no)
+            .await?)
     }
 
     async fn append_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<Vec<SeqNo>> {
@@ -230,18 +262,18 @@ impl<T: AsDriverLog> EventLog for T {
         if envelopes.is_empty() {
             return Ok(Vec::new());
         }
-        let seq_nos = log
+        Ok(log
             .within("append_batch", log.shared.driver.append_batch(envelopes))
-            .await?;
-        if let Some(last) = seq_nos.last() {
-            log.shared.saw(*last);
-        }
-        Ok(seq_nos)
+            .await?)
     }
 
     async fn subscribe(&self, consumer: &str, position: SeekPosition) -> Result<EventStream> {
+        // The plain stream over the engine itself, not over its boxed
+        // checked stream: one dynamic call per event, not two.
         Ok(crate::log::plain(
-            self.subscribe_checked(consumer, position).await?,
+            self.driver_log()
+                .open_subscription(consumer, position)
+                .await?,
         ))
     }
 
@@ -250,24 +282,12 @@ impl<T: AsDriverLog> EventLog for T {
         consumer: &str,
         position: SeekPosition,
     ) -> Result<CheckedEventStream> {
-        let log = self.driver_log();
-        validate::consumer_name(consumer)?;
-        validate::position(position)?;
-        let reader = log
-            .within("subscribe", async {
-                let _held = log.shared.lock_of(consumer).lock().await;
-                let next = log.move_to(consumer, position).await?;
-                let reader = log.shared.driver.open_reader(consumer, next).await?;
-                Ok((reader, next))
-            })
-            .await?;
-        Ok(Box::pin(Subscription::new(
-            log.shared.clone(),
-            consumer.to_owned(),
-            reader,
-        )))
+        Ok(Box::pin(
+            self.driver_log()
+                .open_subscription(consumer, position)
+                .await?,
+        ))
     }
-
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<()> {
         let log = self.driver_log();
         validate::consumer_name(consumer)?;

@@ -23,6 +23,7 @@ mod subscription;
 pub use log::{AsDriverLog, DriverLog, SubscriptionSettings};
 
 use crate::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
@@ -142,6 +143,13 @@ pub struct ReadLimits {
     pub bytes: usize,
 }
 
+impl ReadLimits {
+    /// The same limits, with at most `events` events.
+    pub fn with_events(self, events: usize) -> Self {
+        Self { events, ..self }
+    }
+}
+
 /// One stored event as a reader found it.
 pub type Record = Result<EventEnvelope, Undecodable>;
 
@@ -178,17 +186,28 @@ impl From<Undecodable> for EventLogError {
 
 /// The events of one subscription, read from the broker.
 pub trait Reader: Send + Unpin + 'static {
-    /// The next stored events in sequence order, each carrying its
-    /// sequence number, within `limits`. Waits a while (the backend's block
-    /// time) for at least one, and returns none when none came.
+    /// Appends to `records` the next stored events in sequence order, each
+    /// carrying its sequence number, within `limits`. Waits a while (the
+    /// backend's block time) for at least one, and adds none when none
+    /// came. `records` is empty when called, and reused from read to read.
     ///
     /// After an error the generic log opens a new reader (after a backoff)
     /// when the error is retryable and the log still exists, unless this
     /// one [`recovers_from`](Self::recovers_from) it.
     fn read(
         &mut self,
+        records: &mut VecDeque<Record>,
         limits: ReadLimits,
-    ) -> impl Future<Output = Result<Vec<Record>, EventLogError>> + Send;
+    ) -> impl Future<Output = Result<(), EventLogError>> + Send;
+
+    /// The next event if it can be read at once, without waiting; `None`
+    /// has the generic log call [`read`](Self::read). A reader with nothing
+    /// to wait on (the in-memory log) answers here, so its subscriptions
+    /// hand out each event with no future and no buffer; the default never
+    /// can.
+    fn next_ready(&mut self) -> Option<Record> {
+        None
+    }
 
     /// Whether this reader recovers from the retryable `err` by itself (its
     /// client reconnects and goes on from where it was), so the generic log

@@ -3,9 +3,10 @@
 //! event handed out.
 
 use super::log::Shared;
-use super::{Driver, ReadLimits, Reader, Record};
+use super::{Driver, Reader, Record};
 use crate::{Backoff, EventEnvelope, EventLogError, SeqNo};
 use futures::Stream;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,11 +20,12 @@ use tokio::time::Instant;
 pub(super) struct Subscription<D: Driver> {
     shared: Arc<Shared<D>>,
     consumer: Arc<str>,
-    /// What the last read gave and is not handed out yet; emptied (and its
-    /// memory freed) before each read, so an idle subscription holds none.
-    buffered: std::vec::IntoIter<Record>,
-    /// An event put back behind the report of a gap before it.
-    held: Option<Record>,
+    /// What the last read gave and is not handed out yet. Reused from read
+    /// to read (a fresh allocation per read made glibc consolidate its free
+    /// lists each time, a quarter of a replay), and shrunk when reads come
+    /// back small, so an idle subscription holds little; `None` while a
+    /// read fills it.
+    buffered: Option<VecDeque<Record>>,
     /// The sequence number to hand out next.
     expected: SeqNo,
     state: State<D::Reader>,
@@ -44,6 +46,7 @@ enum State<R> {
 /// What a refill came back with.
 struct Fill<R> {
     reader: Option<R>,
+    buffer: VecDeque<Record>,
     /// The next sequence number, lowered when the log was found reusing
     /// numbers.
     expected: SeqNo,
@@ -52,7 +55,8 @@ struct Fill<R> {
 }
 
 enum Outcome {
-    Records(Vec<Record>),
+    /// The buffer holds records.
+    Records,
     /// A report as an item; the subscription goes on.
     Report(EventLogError),
     /// A last item; the subscription ends.
@@ -102,8 +106,7 @@ impl<D: Driver> Subscription<D> {
         Self {
             shared,
             consumer: consumer.into(),
-            buffered: Vec::new().into_iter(),
-            held: None,
+            buffered: Some(VecDeque::new()),
             expected: next,
             state: State::Idle(Some(reader)),
             retry: Retry::default(),
@@ -114,28 +117,32 @@ impl<D: Driver> Subscription<D> {
     /// item for the caller, or `None` when the buffer is spent.
     fn next_buffered(&mut self) -> Option<Result<EventEnvelope, EventLogError>> {
         loop {
-            let record = self.held.take().or_else(|| self.buffered.next())?;
-            let seq_no = match &record {
-                Ok(event) => event.seq_no.unwrap_or(0),
-                Err(undecodable) => undecodable.seq_no,
-            };
-            if seq_no < self.expected {
-                // Handed out before a reconnection.
-                continue;
+            let record = self.buffered.as_mut()?.pop_front()?;
+            if let Some(item) = self.check(record) {
+                return Some(item);
             }
-            if seq_no > self.expected {
-                let gap = EventLogError::Gap {
-                    expected: self.expected,
-                    found: seq_no,
-                };
-                self.expected = seq_no;
-                self.held = Some(record);
-                return Some(Err(gap));
-            }
-            self.expected += 1;
-            self.shared.saw(seq_no);
-            return Some(record.map_err(Into::into));
         }
+    }
+
+    /// `record` as the next item, checked against the one before: `None`
+    /// for one handed out before (a reconnection reads it again); a gap
+    /// report, with `record` kept for the next call, for one further on.
+    fn check(&mut self, record: Record) -> Option<Result<EventEnvelope, EventLogError>> {
+        let seq_no = record_seq_no(&record);
+        if seq_no < self.expected {
+            return None;
+        }
+        if seq_no > self.expected {
+            let gap = EventLogError::Gap {
+                expected: self.expected,
+                found: seq_no,
+            };
+            self.expected = seq_no;
+            self.buffered.get_or_insert_default().push_front(record);
+            return Some(Err(gap));
+        }
+        self.expected += 1;
+        Some(record.map_err(Into::into))
     }
 }
 
@@ -151,12 +158,19 @@ impl<D: Driver> Stream for Subscription<D> {
             match &mut this.state {
                 State::Ended => return Poll::Ready(None),
                 State::Idle(reader) => {
+                    if let Some(record) = reader.as_mut().and_then(Reader::next_ready) {
+                        match this.check(record) {
+                            Some(item) => return Poll::Ready(Some(item)),
+                            None => continue,
+                        }
+                    }
                     let reader = reader.take();
-                    this.buffered = Vec::new().into_iter();
+                    let buffer = this.buffered.take().unwrap_or_default();
                     this.state = State::Filling(Box::pin(fill(
                         this.shared.clone(),
                         this.consumer.clone(),
                         reader,
+                        buffer,
                         this.expected,
                         std::mem::take(&mut this.retry),
                     )));
@@ -167,11 +181,9 @@ impl<D: Driver> Stream for Subscription<D> {
                     };
                     this.expected = fill.expected;
                     this.retry = fill.retry;
+                    this.buffered = Some(fill.buffer);
                     match fill.outcome {
-                        Outcome::Records(records) => {
-                            this.buffered = records.into_iter();
-                            this.state = State::Idle(fill.reader);
-                        }
+                        Outcome::Records => this.state = State::Idle(fill.reader),
                         Outcome::Report(err) => {
                             this.state = State::Idle(fill.reader);
                             return Poll::Ready(Some(Err(err)));
@@ -194,15 +206,14 @@ async fn fill<D: Driver>(
     shared: Arc<Shared<D>>,
     consumer: Arc<str>,
     mut reader: Option<D::Reader>,
+    mut buffer: VecDeque<Record>,
     mut expected: SeqNo,
     mut retry: Retry,
 ) -> Fill<D::Reader> {
+    buffer.clear();
     let driver = &shared.driver;
     let timeout = driver.timeout();
-    let limits = ReadLimits {
-        events: shared.settings.read_ahead_events,
-        bytes: shared.settings.read_ahead_bytes,
-    };
+    let limits = shared.limits();
     loop {
         let attempt = async {
             let reader = match &mut reader {
@@ -228,19 +239,28 @@ async fn fill<D: Driver>(
                 }
             };
             let wait = timeout.map(|timeout| timeout + driver.read_wait());
-            bounded(wait, reader.read(limits))
+            bounded(wait, reader.read(&mut buffer, limits))
                 .await
-                .map(Outcome::Records)
+                .map(|()| Outcome::Records)
         };
         let err = match attempt.await {
-            Ok(Outcome::Records(records)) if records.is_empty() => {
+            Ok(Outcome::Records) if buffer.is_empty() => {
                 retry.reached();
                 continue;
             }
             Ok(outcome) => {
-                retry.succeeded();
+                if let Some(last) = buffer.back() {
+                    shared.saw(record_seq_no(last));
+                    retry.succeeded();
+                }
+                // A read that used little of a large buffer (a quiet log
+                // after a busy one) gives the memory back.
+                if buffer.capacity() > 4 * buffer.len().max(MIN_BUFFER) {
+                    buffer.shrink_to(buffer.len().max(MIN_BUFFER));
+                }
                 return Fill {
                     reader,
+                    buffer,
                     expected,
                     retry,
                     outcome,
@@ -256,20 +276,21 @@ async fn fill<D: Driver>(
             reader = None;
             retry.reopened = true;
         }
-        let end = |err| Fill {
+        let end = |err, buffer| Fill {
             reader: None,
+            buffer,
             expected,
             retry: Retry::default(),
             outcome: Outcome::End(err),
         };
         if let Ok(false) = bounded(timeout, driver.log_exists()).await {
-            return end(EventLogError::LogDeleted);
+            return end(EventLogError::LogDeleted, buffer);
         }
         if !err.is_retryable() {
             // One fresh reader: the broker may have lost the reader's state
             // (a consumer group gone with a log deleted and created again).
             if std::mem::replace(&mut retry.second_chance, true) {
-                return end(err);
+                return end(err, buffer);
             }
             tracing::warn!(%consumer, error = %err, "subscription reader failed; opening a fresh one");
             continue;
@@ -282,6 +303,7 @@ async fn fill<D: Driver>(
             retry.reported_at = Some(now);
             return Fill {
                 reader,
+                buffer,
                 expected,
                 outcome: Outcome::Report(EventLogError::Outage {
                     backend: driver.capabilities().backend,
@@ -292,6 +314,17 @@ async fn fill<D: Driver>(
             };
         }
         retry.backoff.wait().await;
+    }
+}
+
+/// The smallest capacity a buffer is shrunk to.
+const MIN_BUFFER: usize = 16;
+
+/// Where `record` is stored.
+fn record_seq_no(record: &Record) -> SeqNo {
+    match record {
+        Ok(event) => event.seq_no.unwrap_or(0),
+        Err(undecodable) => undecodable.seq_no,
     }
 }
 

@@ -74,10 +74,17 @@ impl Driver for Arc<Scripted> {
 }
 
 impl Reader for ScriptedReader {
-    async fn read(&mut self, _: ReadLimits) -> Result<Vec<Record>, EventLogError> {
+    async fn read(
+        &mut self,
+        records: &mut VecDeque<Record>,
+        _: ReadLimits,
+    ) -> Result<(), EventLogError> {
         let next = self.0.script.lock().unwrap().pop_front();
         match next {
-            Some(read) => read,
+            Some(read) => {
+                records.extend(read?);
+                Ok(())
+            }
             None => std::future::pending().await,
         }
     }
