@@ -7,7 +7,6 @@ use crate::{
     EventStream, Result, SeekPosition, SeqNo, validate,
 };
 use async_trait::async_trait;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,7 +21,7 @@ const CONSUMER_LOCKS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SubscriptionSettings {
-    /// Events read ahead of the caller, at most (default 128).
+    /// Events read ahead of the caller, at most (default 256).
     pub read_ahead_events: usize,
     /// Payload bytes read ahead of the caller, at most about (default
     /// 1 MiB); one event is read even if it alone is larger.
@@ -36,7 +35,7 @@ pub struct SubscriptionSettings {
 impl Default for SubscriptionSettings {
     fn default() -> Self {
         Self {
-            read_ahead_events: 128,
+            read_ahead_events: 256,
             read_ahead_bytes: 1024 * 1024,
             outage_report_after: Duration::from_secs(30),
         }
@@ -97,7 +96,6 @@ pub(super) struct Shared<D> {
     /// the last: an ack up to it is in range without asking the broker.
     seen_last: AtomicU64,
     locks: Box<[Mutex<()>]>,
-    hasher: RandomState,
 }
 
 impl<D> Shared<D> {
@@ -112,9 +110,21 @@ impl<D> Shared<D> {
         self.seen_last.fetch_max(seq_no, Ordering::Relaxed);
     }
 
+    /// The log was found numbering anew from `last`: what was seen before
+    /// no longer vouches for an ack.
+    pub(super) fn saw_reused(&self, last: SeqNo) {
+        self.seen_last.store(last, Ordering::Relaxed);
+    }
+
     fn lock_of(&self, consumer: &str) -> &Mutex<()> {
-        let index = self.hasher.hash_one(consumer) as usize % self.locks.len();
-        &self.locks[index]
+        // FNV-1a: names are short and chosen by the application, and a
+        // shared stripe only serialises two consumers' acks.
+        let hash = consumer
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            });
+        &self.locks[(hash % self.locks.len() as u64) as usize]
     }
 }
 
@@ -132,7 +142,6 @@ impl<D: Driver> DriverLog<D> {
                 settings,
                 seen_last: AtomicU64::new(0),
                 locks: (0..CONSUMER_LOCKS).map(|_| Mutex::new(())).collect(),
-                hasher: RandomState::new(),
             }),
         }
     }

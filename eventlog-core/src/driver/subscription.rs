@@ -228,6 +228,7 @@ async fn fill<D: Driver>(
                                 last,
                             });
                             expected = last + 1;
+                            shared.saw_reused(last);
                         }
                     }
                     let opened = bounded(timeout, driver.open_reader(&consumer, expected)).await?;
