@@ -24,6 +24,9 @@ pub(crate) const PARTITION: i32 = 0;
 /// How much longer than librdkafka's own timeouts connecting may take, so
 /// librdkafka reports its own (more precise) failure first.
 const GRACE: Duration = Duration::from_secs(1);
+/// How long before the operation's bound an append gives up on its
+/// delivery report.
+const DOUBT: Duration = Duration::from_millis(50);
 /// The group name of the client that asks whether the topic exists; it
 /// never commits.
 const METADATA_GROUP: &str = "eventlog-metadata";
@@ -347,12 +350,14 @@ impl KafkaDriver {
         operation: &'static str,
         delivery: DeliveryFuture,
     ) -> Result<SeqNo, EventLogError> {
-        // Abandoned when the operation times out: the delivery is in doubt,
-        // and so is the producer id.
-        let mut renew = RenewOnDrop(Some(self));
-        let report = delivery.await;
-        renew.0 = None;
         let after = self.timeout();
+        // Just inside the operation's bound (librdkafka times the message
+        // out at the same bound): the delivery is in doubt, and so is the
+        // producer id. A caller that drops the append renews nothing.
+        let Ok(report) = tokio::time::timeout(after.saturating_sub(DOUBT), delivery).await else {
+            self.renew_producer(Some(RDKafkaErrorCode::MessageTimedOut));
+            return Err(EventLogError::Timeout { operation, after });
+        };
         match report {
             Ok(Ok(delivery)) => Ok(delivery.offset as SeqNo + 1),
             Ok(Err((e, _))) => {
@@ -363,17 +368,6 @@ impl KafkaDriver {
                 backend: BACKEND,
                 source: "the producer went away".into(),
             }),
-        }
-    }
-}
-
-/// Renews the producer of a delivery abandoned before its report came.
-struct RenewOnDrop<'a>(Option<&'a KafkaDriver>);
-
-impl Drop for RenewOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Some(driver) = self.0 {
-            driver.renew_producer(Some(RDKafkaErrorCode::MessageTimedOut));
         }
     }
 }

@@ -114,7 +114,10 @@ impl KafkaReader {
     /// Whether the broker answers: a watermark request of the log's
     /// partition.
     async fn check_broker(&self) -> Result<(), EventLogError> {
-        let (consumer, topic, timeout) = (self.consumer.clone(), self.topic.clone(), self.timeout);
+        // Within the generic log's bound of a read (the wait plus the
+        // operation timeout), which already spent the wait.
+        let timeout = self.timeout / 2;
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
         tokio::task::spawn_blocking(move || {
             consumer
                 .client()

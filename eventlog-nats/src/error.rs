@@ -13,7 +13,10 @@ pub(crate) fn classify(
     client: &async_nats::Client,
     err: impl std::error::Error + Send + Sync + 'static,
 ) -> EventLogError {
-    if client.connection_state() == State::Connected {
+    // Right after a restart the server is connected but JetStream does not
+    // answer yet ("no responders"): as good as away.
+    let starting = err.to_string().contains("no responders");
+    if client.connection_state() == State::Connected && !starting {
         EventLogError::Backend {
             backend: BACKEND,
             source: Box::new(err),

@@ -11,6 +11,9 @@ pub(crate) fn is_unavailable(err: &redis::RedisError) -> bool {
         || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_timeout()
+        // A server still loading its data set, or a replica without its
+        // primary, answers again soon.
+        || matches!(err.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"))
 }
 
 /// Whether `err` is a failed TLS handshake (say, a certificate no trusted

@@ -96,17 +96,7 @@ impl Reader for RedisReader {
             }
         };
         cmd.arg("STREAMS").arg(&self.key).arg(from);
-        let reply: ReadReply =
-            cmd.query_async(&mut self.conn)
-                .await
-                .map_err(|e| match e.code() {
-                    // A server still loading its data set is as good as away.
-                    Some("LOADING") => EventLogError::Unavailable {
-                        backend: crate::error::BACKEND,
-                        source: Box::new(e),
-                    },
-                    _ => from_redis(e),
-                })?;
+        let reply: ReadReply = cmd.query_async(&mut self.conn).await.map_err(from_redis)?;
         let entries = reply
             .and_then(|streams| streams.into_iter().next())
             .map(|(_, e)| e)

@@ -28,6 +28,8 @@ pub(super) struct Subscription<D: Driver> {
     buffered: Option<VecDeque<Record>>,
     /// The sequence number to hand out next.
     expected: SeqNo,
+    /// The highest sequence number handed out; 0 before the first.
+    delivered: SeqNo,
     state: State<D::Reader>,
     retry: Retry,
 }
@@ -108,6 +110,7 @@ impl<D: Driver> Subscription<D> {
             consumer: consumer.into(),
             buffered: Some(VecDeque::new()),
             expected: next,
+            delivered: 0,
             state: State::Idle(Some(reader)),
             retry: Retry::default(),
         }
@@ -142,6 +145,7 @@ impl<D: Driver> Subscription<D> {
             return Some(Err(gap));
         }
         self.expected += 1;
+        self.delivered = seq_no;
         Some(record.map_err(Into::into))
     }
 }
@@ -171,7 +175,7 @@ impl<D: Driver> Stream for Subscription<D> {
                         this.consumer.clone(),
                         reader,
                         buffer,
-                        this.expected,
+                        (this.expected, this.delivered),
                         std::mem::take(&mut this.retry),
                     )));
                 }
@@ -207,7 +211,7 @@ async fn fill<D: Driver>(
     consumer: Arc<str>,
     mut reader: Option<D::Reader>,
     mut buffer: VecDeque<Record>,
-    mut expected: SeqNo,
+    (mut expected, delivered): (SeqNo, SeqNo),
     mut retry: Retry,
 ) -> Fill<D::Reader> {
     buffer.clear();
@@ -222,11 +226,10 @@ async fn fill<D: Driver>(
                     let mut report = None;
                     if retry.reopened {
                         let last = bounded(timeout, driver.last_seq_no()).await?;
-                        if last + 1 < expected {
-                            report = Some(EventLogError::SequenceReused {
-                                delivered: expected - 1,
-                                last,
-                            });
+                        // Only what was handed out counts: a subscription
+                        // may wait past the end for a number not stored yet.
+                        if last < delivered {
+                            report = Some(EventLogError::SequenceReused { delivered, last });
                             expected = last + 1;
                             shared.saw_reused(last);
                         }
@@ -269,6 +272,9 @@ async fn fill<D: Driver>(
             }
             Err(err) => err,
         };
+        // What a failed read gave before it failed is read again by the
+        // next reader (or is from a log that is gone).
+        buffer.clear();
         let recovers = err.is_retryable()
             && reader
                 .as_ref()
@@ -294,6 +300,7 @@ async fn fill<D: Driver>(
                 return end(err, buffer);
             }
             tracing::warn!(%consumer, error = %err, "subscription reader failed; opening a fresh one");
+            retry.backoff.wait().await;
             continue;
         }
         tracing::warn!(%consumer, error = %err, "subscription lost its broker; retrying");

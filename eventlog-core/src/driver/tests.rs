@@ -245,3 +245,20 @@ async fn a_fault_that_is_not_transient_ends_the_stream() {
     let (log, _) = log_of(vec![Ok(vec![ok(1)]), refused(), Ok(vec![ok(2)])], 2);
     assert_eq!(items(&log, 2).await, ["1", "2"]);
 }
+
+#[tokio::test]
+async fn waiting_past_the_end_is_not_reused_numbers() {
+    let (log, _) = log_of(vec![Err(unavailable()), Ok(vec![ok(100)])], 5);
+    let stream = log
+        .subscribe_checked("c", SeekPosition::Sequence(100))
+        .await
+        .unwrap();
+    let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), stream.take(2).collect())
+        .await
+        .expect("the items came");
+    assert!(
+        matches!(items[0], Err(EventLogError::Outage { .. })),
+        "{items:?}"
+    );
+    assert_eq!(items[1].as_ref().unwrap().seq_no, Some(100));
+}
