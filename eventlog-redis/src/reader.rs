@@ -42,6 +42,10 @@ pub struct RedisReader {
     phase: Phase,
     /// Whether this reader has read any entry yet.
     opened: bool,
+    /// The mean size of the entries of the last read, in bytes: `XREADGROUP`
+    /// counts entries only, so the next read asks for as many as fit the
+    /// byte limit at that size.
+    entry_size: usize,
 }
 
 impl RedisReader {
@@ -72,6 +76,7 @@ impl RedisReader {
             conn,
             phase: Phase::Pending("0".into()),
             opened: false,
+            entry_size: 0,
         })
     }
 }
@@ -87,7 +92,10 @@ impl Reader for RedisReader {
             .arg(&self.consumer)
             .arg(MEMBER)
             .arg("COUNT")
-            .arg(limits.events);
+            .arg(match limits.bytes.checked_div(self.entry_size) {
+                Some(fit) => fit.clamp(1, limits.events),
+                None => limits.events,
+            });
         let from = match &self.phase {
             Phase::Pending(after) => after.clone(),
             Phase::New => {
@@ -106,6 +114,8 @@ impl Reader for RedisReader {
             return Ok(());
         }
         let (mut first, mut last): (Option<SeqNo>, SeqNo) = (None, 0);
+        let count = entries.len();
+        let mut bytes = 0;
         for (id, fields) in entries {
             let seq_no = codec::seq_of(&id)?;
             first.get_or_insert(seq_no);
@@ -115,10 +125,12 @@ impl Reader for RedisReader {
             }
             // Deleted since it was delivered.
             let Some(fields) = fields else { continue };
+            bytes += fields.iter().map(Vec::len).sum::<usize>();
             records.push_back(
                 codec::decode(seq_no, fields).map_err(|e| Undecodable::from_error(seq_no, e)),
             );
         }
+        self.entry_size = bytes / count;
         if let Some(first) = first {
             let opening = !std::mem::replace(&mut self.opened, true);
             self.delivered.read(&self.consumer, first, last, opening);

@@ -114,6 +114,12 @@ pub async fn c37_concurrent_acks_end_at_the_highest(fx: &dyn Fixture) -> Result<
     Ok(())
 }
 
+/// The broker behind `fx`, which `clause` needs.
+fn broker_of<'a>(fx: &'a dyn Fixture, clause: &str) -> Result<&'a dyn crate::Broker> {
+    fx.broker()
+        .with_context(|| format!("{clause} needs a broker, and this fixture has none"))
+}
+
 /// The next `n` items of `stream`, each within [`DEADLINE`], as sequence
 /// numbers for events and debug strings for errors, for messages.
 async fn checked_items(
@@ -157,9 +163,7 @@ fn describe(items: &[Result<EventEnvelope, EventLogError>]) -> String {
 /// it is dropped. The plain stream ends there, with the reason logged,
 /// instead of skipping it.
 pub async fn c31_an_undecodable_event_is_reported_and_skippable(fx: &dyn Fixture) -> Result<()> {
-    let broker = fx
-        .broker()
-        .context("C31 needs a broker, and this fixture has none")?;
+    let broker = broker_of(fx, "C31")?;
     let name = unique("c31");
     let log = fx.open(&name).await?;
     append_n(&*log, 2).await?;
@@ -195,9 +199,7 @@ pub async fn c31_an_undecodable_event_is_reported_and_skippable(fx: &dyn Fixture
 /// (retention removed them, or the broker lost them), the checked stream
 /// reports a `Gap { expected, found }` item, then goes on from `found`.
 pub async fn c32_a_gap_is_reported(fx: &dyn Fixture) -> Result<()> {
-    let broker = fx
-        .broker()
-        .context("C32 needs a broker, and this fixture has none")?;
+    let broker = broker_of(fx, "C32")?;
     let name = unique("c32");
     let log = fx.open(&name).await?;
     append_n(&*log, 5).await?;
@@ -220,9 +222,7 @@ pub async fn c32_a_gap_is_reported(fx: &dyn Fixture) -> Result<()> {
 /// C34 A log deleted under a live subscription ends the checked stream with
 /// a final `LogDeleted` item.
 pub async fn c34_a_deleted_log_is_reported(fx: &dyn Fixture) -> Result<()> {
-    let broker = fx
-        .broker()
-        .context("C34 needs a broker, and this fixture has none")?;
+    let broker = broker_of(fx, "C34")?;
     let name = unique("c34");
     let log = fx.open(&name).await?;
     append_n(&*log, 2).await?;
@@ -252,9 +252,7 @@ pub async fn c34_a_deleted_log_is_reported(fx: &dyn Fixture) -> Result<()> {
 /// reports a `SequenceReused` item once it notices, then goes on with the
 /// log's next new event; it never silently drops or skips events.
 pub async fn c33_reused_numbers_are_reported(fx: &dyn Fixture) -> Result<()> {
-    let broker = fx
-        .broker()
-        .context("C33 needs a broker, and this fixture has none")?;
+    let broker = broker_of(fx, "C33")?;
     let name = unique("c33");
     let log = fx.open(&name).await?;
     append_n(&*log, 5).await?;
