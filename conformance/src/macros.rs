@@ -85,6 +85,7 @@ macro_rules! contract_tests {
         );
         $crate::__tests!(reliability, $fixture;
             r01_a_paused_broker_gives_timeouts_then_recovers,
+            r04_a_stopped_broker_gives_typed_errors,
         );
     };
     (deletion: $fixture:expr) => {

@@ -1,4 +1,4 @@
-//! Beyond the contract (issue 8): a frozen broker, a log deleted under a
+//! Beyond the contract (issue 8): a frozen or stopped broker, a log deleted under a
 //! live subscription, and every refusal at once. Generated for every
 //! backend by [`contract_tests!`](crate::contract_tests) next to the clauses.
 
@@ -29,10 +29,10 @@ async fn times_out<T: std::fmt::Debug>(
     let outcome = tokio::time::timeout(TIMEOUT * 4, call).await;
     let took = start.elapsed();
     let Ok(result) = outcome else {
-        bail!("{what} hung for {took:?} on a paused broker (timeout {TIMEOUT:?})");
+        bail!("{what} hung for {took:?} on an unreachable broker (timeout {TIMEOUT:?})");
     };
     let err = match result {
-        Ok(value) => bail!("{what} returned {value:?} while the broker was paused"),
+        Ok(value) => bail!("{what} returned {value:?} while the broker was unreachable"),
         Err(err) => err,
     };
     ensure!(
@@ -40,7 +40,7 @@ async fn times_out<T: std::fmt::Debug>(
             err.downcast_ref::<EventLogError>(),
             Some(EventLogError::Timeout { .. } | EventLogError::Unavailable { .. })
         ),
-        "{what} on a paused broker: expected EventLogError::Timeout, got {err:#}"
+        "{what} on an unreachable broker: expected EventLogError::Timeout or Unavailable, got {err:#}"
     );
     ensure!(
         took <= TIMEOUT + SLACK,
@@ -66,7 +66,7 @@ pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) 
     log.ack(&consumer, 1).await?;
 
     broker.pause().await?;
-    let checks = paused_checks(&*log, &consumer, &name).await;
+    let checks = unreachable_checks(&*log, &consumer, &name).await;
     broker.unpause().await?;
     checks?;
 
@@ -82,7 +82,9 @@ pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) 
     expect_intact(&*log, &before, &format!("log {name}: after the pause")).await
 }
 
-async fn paused_checks(log: &dyn EventLog, consumer: &str, name: &str) -> Result<()> {
+/// Every method of `log`, whose broker cannot be reached, fails with a
+/// typed, retryable error within the bound (`last_seq_no` answers `None`).
+async fn unreachable_checks(log: &dyn EventLog, consumer: &str, name: &str) -> Result<()> {
     let ctx = |call: &str| format!("log {name}: {call}");
     times_out(&ctx("append"), log.append(event(5))).await?;
     times_out(
@@ -98,7 +100,14 @@ async fn paused_checks(log: &dyn EventLog, consumer: &str, name: &str) -> Result
             .map(drop)
     })
     .await?;
+    times_out(&ctx("subscribe_checked"), async {
+        log.subscribe_checked(consumer, SeekPosition::Beginning)
+            .await
+            .map(drop)
+    })
+    .await?;
     times_out(&ctx("consumer_state"), log.consumer_state(consumer)).await?;
+    times_out(&ctx("try_last_seq_no"), log.try_last_seq_no()).await?;
     let start = Instant::now();
     let last = tokio::time::timeout(TIMEOUT * 4, log.last_seq_no()).await;
     let took = start.elapsed();
@@ -108,6 +117,23 @@ async fn paused_checks(log: &dyn EventLog, consumer: &str, name: &str) -> Result
         ctx("last_seq_no")
     );
     Ok(())
+}
+
+/// With the broker stopped (connections refused, where R01's paused broker
+/// keeps them open and silent), every method fails with a typed, retryable
+/// [`EventLogError`] within the configured bound: no foreign or untyped
+/// error escapes, and nothing hangs.
+pub async fn r04_a_stopped_broker_gives_typed_errors(fx: &dyn Fixture) -> Result<()> {
+    let broker = faulty(fx, "R04").await?;
+    let name = unique("r04");
+    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
+    append_n(&*log, 2).await?;
+    let consumer = unique("worker");
+    log.ack(&consumer, 1).await?;
+    broker.stop().await?;
+    let checks = unreachable_checks(&*log, &consumer, &name).await;
+    broker.start().await?;
+    checks
 }
 
 /// A log deleted with the broker's own client under a live subscription
