@@ -225,6 +225,14 @@ impl<D: Driver> DriverLog<D> {
         ))
     }
 
+    /// The common rules, then the broker's own limits.
+    fn check_event(&self, event: &EventEnvelope) -> Result<(), EventLogError> {
+        validate::envelope(event, self.max_payload())?;
+        self.shared.driver.check_event(event)
+    }
+
+    /// [`check_event`](Self::check_event) for every event of a batch, the
+    /// refusal naming the event, before anything is stored.
     fn check_events(&self, events: &[EventEnvelope]) -> Result<(), EventLogError> {
         validate::batch(events, self.max_payload())?;
         events
@@ -255,8 +263,7 @@ impl<D: Driver> AsDriverLog for DriverLog<D> {
 impl<T: AsDriverLog> EventLog for T {
     async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo> {
         let log = self.driver_log();
-        validate::envelope(&envelope, log.max_payload())?;
-        log.shared.driver.check_event(&envelope)?;
+        log.check_event(&envelope)?;
         // Not noted as seen: a shared write on every append would cost
         // concurrent writers more than the rare ack of an unread event
         // that asks the broker for its last number.

@@ -125,6 +125,17 @@ async fn items(log: &DriverLog<Arc<Scripted>>, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The sequence numbers of a plain subscription from the beginning, until
+/// it ends.
+async fn plain_seq_nos(log: &DriverLog<Arc<Scripted>>) -> Vec<SeqNo> {
+    log.subscribe("c", SeekPosition::Beginning)
+        .await
+        .unwrap()
+        .map(|e| e.seq_no.unwrap())
+        .collect()
+        .await
+}
+
 #[tokio::test]
 async fn an_undecodable_event_is_reported_and_skippable() {
     let script = || {
@@ -138,27 +149,13 @@ async fn an_undecodable_event_is_reported_and_skippable() {
     assert_eq!(items(&log, 3).await, ["1", "decode 2", "3"]);
     // The plain stream ends there rather than skip it.
     let (log, _) = log_of(script(), 3);
-    let plain: Vec<_> = log
-        .subscribe("c", SeekPosition::Beginning)
-        .await
-        .unwrap()
-        .map(|e| e.seq_no.unwrap())
-        .collect()
-        .await;
-    assert_eq!(plain, [1]);
+    assert_eq!(plain_seq_nos(&log).await, [1]);
 }
 
 #[tokio::test]
 async fn the_plain_stream_ends_at_a_report() {
     let (log, _) = log_of(vec![Ok(vec![ok(1)]), Ok(vec![ok(3)]), Ok(vec![ok(4)])], 4);
-    let plain: Vec<_> = log
-        .subscribe("c", SeekPosition::Beginning)
-        .await
-        .unwrap()
-        .map(|e| e.seq_no.unwrap())
-        .collect()
-        .await;
-    assert_eq!(plain, [1]);
+    assert_eq!(plain_seq_nos(&log).await, [1]);
 }
 
 #[tokio::test]
