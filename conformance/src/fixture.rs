@@ -14,6 +14,15 @@ pub trait Fixture: Send + Sync + 'static {
     /// Opening the same name again gives another handle on the same log.
     async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>>;
 
+    /// A new handle on the log named `log`, as [`open`](Self::open), whose
+    /// log deduplicates appends within `window` where the backend can
+    /// (C40). A backend that never deduplicates opens it as `open` does.
+    async fn open_with_dedup_window(
+        &self,
+        log: &str,
+        window: Duration,
+    ) -> Result<Arc<dyn EventLog>>;
+
     /// How many live resources (connections, broker-side consumers, tasks)
     /// the subscriptions on `log` hold, counted through the broker's own
     /// introspection where it has one (C14).

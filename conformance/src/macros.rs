@@ -54,6 +54,11 @@ macro_rules! contract_tests {
             c29_append_batch_is_ordered_and_all_or_nothing,
             c30_checked_stream_yields_the_same_events,
             c36_a_batch_with_an_oversized_attribute_stores_nothing,
+            c38_a_retried_append_is_stored_once,
+            c39_the_same_id_from_another_source_is_another_event,
+            c40_the_window_expires,
+            c41_conditional_appends_store_only_at_the_expected_end,
+            c42_concurrent_conditional_writers_never_lose_or_double,
         );
         $crate::__tests!(reliability, $fixture;
             r03_every_refusal_leaves_the_log_as_it_was,
@@ -82,6 +87,7 @@ macro_rules! contract_tests {
             c26_append_fails_fast_while_the_broker_is_down,
             c28_wire_format_is_the_documented_one,
             c35_an_outage_is_reported_while_retrying,
+            c43_a_retry_after_an_unknown_outcome_stores_once,
         );
         $crate::__tests!(reliability, $fixture;
             r01_a_paused_broker_gives_timeouts_then_recovers,

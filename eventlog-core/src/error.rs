@@ -1,6 +1,6 @@
 //! The one error type of every backend.
 
-use crate::SeqNo;
+use crate::{ExpectedLast, SeqNo};
 use std::time::Duration;
 
 /// A boxed error from a broker client, kept as the `source` of an
@@ -152,6 +152,40 @@ pub enum EventLogError {
         #[source]
         source: BoxError,
     },
+    /// A conditional append found the log's last event other than it
+    /// expected; nothing was stored.
+    #[error("append expected {expected}, but the log's last event is {}", match .actual {
+        Some(n) => n.to_string(),
+        None => "none (the log is empty)".to_owned(),
+    })]
+    Conflict {
+        /// What the append expected.
+        expected: ExpectedLast,
+        /// The log's last sequence number when the append was refused.
+        actual: Option<SeqNo>,
+    },
+    /// The backend lacks a capability the call needs (see
+    /// [`Capabilities`](crate::Capabilities)); nothing was done.
+    #[error("{backend} does not support {feature}")]
+    Unsupported {
+        /// The backend, such as `kafka`.
+        backend: &'static str,
+        /// What it lacks, such as `conditional appends`.
+        feature: &'static str,
+    },
+    /// An append failed in a way that leaves its outcome unknown (its
+    /// events may be stored), on a log that does not deduplicate: a retry
+    /// could store them twice. Read the log to find out. Not retryable.
+    #[error("{operation} may or may not have stored its events; {backend} cannot recognise a retry")]
+    AppendUnconfirmed {
+        /// The backend, such as `kafka`.
+        backend: &'static str,
+        /// `append` or `append_batch`.
+        operation: &'static str,
+        /// The failure, retryable had the log deduplicated.
+        #[source]
+        source: Box<EventLogError>,
+    },
     /// Any other failure of the broker or its client.
     #[error("{backend} backend error")]
     Backend {
@@ -164,8 +198,12 @@ pub enum EventLogError {
 }
 
 impl EventLogError {
-    /// Whether trying the same call again later may succeed: the broker was
-    /// unreachable or slow. Refusals of bad input are never retryable.
+    /// Whether trying the same call again later may succeed, and is safe:
+    /// the broker was unreachable or slow. Refusals of bad input are never
+    /// retryable, and neither is an append whose retry could store its
+    /// events twice ([`AppendUnconfirmed`](Self::AppendUnconfirmed)): a
+    /// retryable append error comes only from a log that deduplicates
+    /// ([`Capabilities::dedup_window`](crate::Capabilities::dedup_window)).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

@@ -9,6 +9,8 @@
 //!   log assigned to it.
 //! * [`SeqNo`], [`SeekPosition`], [`ConsumerState`]: where events and
 //!   consumers are.
+//! * [`AppendOptions`], [`ExpectedLast`], [`Appended`]: conditional appends,
+//!   and whether an append stored its event or found it already there.
 //! * [`EventLogError`]: every refusal and failure, the same on every backend;
 //!   reach it with `err.downcast_ref::<EventLogError>()`.
 //! * [`attributes`] and [`AttributeReader`]: an envelope as CloudEvents
@@ -19,6 +21,7 @@
 //! * [`validate`]: the checks every backend runs before it touches its broker,
 //!   so every backend refuses the same inputs the same way.
 
+mod append;
 mod attributes;
 mod backoff;
 pub mod driver;
@@ -30,6 +33,7 @@ mod position;
 mod secret;
 pub mod validate;
 
+pub use append::{AppendOptions, Appended, DEFAULT_DEDUP_WINDOW, ExpectedLast};
 pub use attributes::{AttributeReader, attributes};
 use backoff::Backoff;
 pub use envelope::{EventEnvelope, SPEC_VERSION};

@@ -1,9 +1,13 @@
 //! The `EventLog` trait.
 
-use crate::{ConsumerState, EventEnvelope, Result, SeekPosition, SeqNo, validate};
+use crate::{
+    AppendOptions, Appended, ConsumerState, EventEnvelope, EventLogError, ExpectedLast, Result,
+    SeekPosition, SeqNo, validate,
+};
 use async_trait::async_trait;
 use futures::Stream;
 use std::pin::Pin;
+use std::time::Duration;
 
 /// The events of a subscription, in sequence order, with no gap and no
 /// duplicate. It does not end on its own: it waits for new events, and
@@ -44,16 +48,44 @@ pub struct Capabilities {
     /// Whether events and consumer positions outlive the process (they are
     /// kept by a broker).
     pub durable: bool,
+    /// How long the log remembers the (`source`, `id`) of each event it
+    /// stored: an append of the same pair within this window stores
+    /// nothing and reports [`Appended::Duplicate`], so an append whose
+    /// outcome is unknown is safe to retry. `None`: the log does not
+    /// deduplicate, and such an append fails with
+    /// [`AppendUnconfirmed`](EventLogError::AppendUnconfirmed) instead of
+    /// a retryable error.
+    pub dedup_window: Option<Duration>,
+    /// Whether appends may state an [`ExpectedLast`] other than `Any`;
+    /// without it they are refused with
+    /// [`Unsupported`](EventLogError::Unsupported).
+    pub conditional_append: bool,
 }
 
 impl Capabilities {
-    /// The capabilities of `backend`.
+    /// The capabilities of `backend`: no deduplication, no conditional
+    /// appends.
     pub fn new(backend: &'static str, max_payload: usize, durable: bool) -> Self {
         Self {
             backend,
             max_payload,
             durable,
+            dedup_window: None,
+            conditional_append: false,
         }
+    }
+
+    /// The same, deduplicating appends within `window` (`None`: not at
+    /// all).
+    pub fn with_dedup_window(mut self, window: Option<Duration>) -> Self {
+        self.dedup_window = window;
+        self
+    }
+
+    /// The same, with conditional appends or without.
+    pub fn with_conditional_append(mut self, conditional: bool) -> Self {
+        self.conditional_append = conditional;
+        self
     }
 }
 
@@ -72,21 +104,73 @@ impl Capabilities {
 pub trait EventLog: Send + Sync {
     /// Stores `envelope` at the end of the log and returns its sequence
     /// number. A `seq_no` already set on the envelope is ignored.
-    async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo>;
+    ///
+    /// On a log that deduplicates
+    /// ([`Capabilities::dedup_window`]), an envelope whose `source` and
+    /// `id` the log stored within the window is not stored again, and its
+    /// stored number is returned; [`append_with`](Self::append_with) tells
+    /// the two apart.
+    async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo> {
+        Ok(self
+            .append_with(envelope, AppendOptions::default())
+            .await?
+            .seq_no())
+    }
+
+    /// [`append`](Self::append) under `options`, reporting whether the
+    /// event was stored or was already there.
+    ///
+    /// With [`ExpectedLast`] other than `Any`, the event is stored only if
+    /// the log's last event is as expected; otherwise nothing is stored and
+    /// the call fails with [`Conflict`](EventLogError::Conflict). A
+    /// duplicate is recognised before the condition is checked, so the
+    /// retry of a conditional append that was stored reports
+    /// [`Appended::Duplicate`], not a conflict. A backend without
+    /// [`Capabilities::conditional_append`] refuses conditions with
+    /// [`Unsupported`](EventLogError::Unsupported).
+    async fn append_with(&self, envelope: EventEnvelope, options: AppendOptions)
+    -> Result<Appended>;
 
     /// Stores `envelopes` in the order given and returns their sequence
     /// numbers, strictly increasing. An invalid envelope anywhere refuses the
     /// whole batch before anything is stored.
     ///
-    /// The default appends one at a time; backends override it to be faster
-    /// (and, where the broker allows, to store the batch contiguously).
+    /// An envelope whose `source` and `id` the log already holds (from
+    /// within its deduplication window, or earlier in the batch) is not
+    /// stored again and gets the stored one's number.
     async fn append_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<Vec<SeqNo>> {
+        let appended = self
+            .append_batch_with(envelopes, AppendOptions::default())
+            .await?;
+        Ok(appended.into_iter().map(Appended::seq_no).collect())
+    }
+
+    /// [`append_batch`](Self::append_batch) under `options`, reporting for
+    /// each envelope whether it was stored or was already there. A
+    /// condition applies to the log's last event before the batch: on a
+    /// mismatch nothing of the batch is stored (unless every envelope is a
+    /// duplicate, which reports them as such).
+    ///
+    /// The default appends one at a time and refuses conditions; every
+    /// backend of this workspace overrides it.
+    async fn append_batch_with(
+        &self,
+        envelopes: Vec<EventEnvelope>,
+        options: AppendOptions,
+    ) -> Result<Vec<Appended>> {
         validate::batch(&envelopes, self.capabilities().max_payload)?;
-        let mut seq_nos = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            seq_nos.push(self.append(envelope).await?);
+        if options.expected != ExpectedLast::Any {
+            return Err(EventLogError::Unsupported {
+                backend: self.capabilities().backend,
+                feature: "conditional batches",
+            }
+            .into());
         }
-        Ok(seq_nos)
+        let mut appended = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            appended.push(self.append_with(envelope, options).await?);
+        }
+        Ok(appended)
     }
 
     /// Streams events to `consumer` from `position`.

@@ -44,6 +44,9 @@ pub enum CommonOption {
     MaxPayload(usize),
     /// `ca_file`: a PEM file of root certificates to trust.
     CaFile(PathBuf),
+    /// `dedup_window_ms`: how long the log remembers the (`source`, `id`)
+    /// of the events it stored; 0 turns deduplication off.
+    DedupWindow(Duration),
 }
 
 /// One `key=value` of a URL's query.
@@ -225,6 +228,9 @@ impl<'a> UrlOption<'a> {
                 CommonOption::MaxPayload(self.number(1, MAX_PAYLOAD_LIMIT as u64)? as usize)
             }
             "ca_file" => CommonOption::CaFile(self.value.into()),
+            "dedup_window_ms" => {
+                CommonOption::DedupWindow(Duration::from_millis(self.number(0, MAX_MILLIS)?))
+            }
             _ => return Ok(None),
         }))
     }

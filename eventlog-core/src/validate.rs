@@ -103,6 +103,20 @@ pub fn position(position: SeekPosition) -> Result<(), EventLogError> {
     }
 }
 
+/// A condition of an append: `ExpectedLast::SeqNo(0)` names no event (an
+/// empty log is `ExpectedLast::Empty`).
+pub fn expected(expected: crate::ExpectedLast) -> Result<(), EventLogError> {
+    match expected {
+        crate::ExpectedLast::SeqNo(0) => Err(EventLogError::InvalidPosition {
+            position: "expected last 0".into(),
+            reason: "sequence numbers start at 1; an empty log is `ExpectedLast::Empty`".into(),
+        }),
+        crate::ExpectedLast::Any | crate::ExpectedLast::Empty | crate::ExpectedLast::SeqNo(_) => {
+            Ok(())
+        }
+    }
+}
+
 /// An acknowledgement of `seq_no` on a log whose last event is `last`: from 1
 /// to `last`.
 pub fn ack(consumer: &str, seq_no: SeqNo, last: Option<SeqNo>) -> Result<(), EventLogError> {

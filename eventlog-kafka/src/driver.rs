@@ -5,7 +5,7 @@ use crate::config::KafkaConfig;
 use crate::error::{AuthWatch, BACKEND, from_kafka};
 use crate::reader::KafkaReader;
 use eventlog_core::driver::{Driver, bounded};
-use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use eventlog_core::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -240,8 +240,15 @@ impl KafkaDriver {
                     &mut *self.producer.write().expect("producer lock poisoned"),
                     producer,
                 );
-                // Dropping a producer purges and flushes: not on the runtime.
-                tokio::task::spawn_blocking(move || drop(old));
+                // The appends still in flight on the old producer may land:
+                // they get their own delivery reports (librdkafka times
+                // them out at the same bound) before it goes. Not on the
+                // runtime: flushing blocks.
+                let bound = self.timeout();
+                tokio::task::spawn_blocking(move || {
+                    let _ = old.flush(bound);
+                    drop(old)
+                });
             }
             Err(err) => {
                 tracing::error!(topic = %self.topic, %err, "cannot replace the producer")
@@ -387,11 +394,23 @@ impl Driver for KafkaDriver {
         READ_WAIT
     }
 
-    async fn append(&self, event: EventEnvelope) -> Result<SeqNo, EventLogError> {
-        self.delivered("append", self.send(&event)?).await
+    // No deduplication and no condition (the capabilities say so, and the
+    // generic log refuses conditions): `expected` is always `Any`.
+    async fn append(
+        &self,
+        event: EventEnvelope,
+        _expected: ExpectedLast,
+    ) -> Result<Appended, EventLogError> {
+        self.delivered("append", self.send(&event)?)
+            .await
+            .map(Appended::Stored)
     }
 
-    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
+    async fn append_batch(
+        &self,
+        events: Vec<EventEnvelope>,
+        _expected: ExpectedLast,
+    ) -> Result<Vec<Appended>, EventLogError> {
         // All records are queued before any delivery is awaited: librdkafka
         // batches them, and the idempotent producer keeps their order.
         let deliveries = events
@@ -400,7 +419,9 @@ impl Driver for KafkaDriver {
             .collect::<Result<Vec<_>, _>>()?;
         let mut seq_nos = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            seq_nos.push(self.delivered("append_batch", delivery).await?);
+            seq_nos.push(Appended::Stored(
+                self.delivered("append_batch", delivery).await?,
+            ));
         }
         Ok(seq_nos)
     }

@@ -21,11 +21,12 @@
 //! # Ok(()) }
 //! ```
 
+mod dedup;
 mod log;
 mod logs;
 mod store;
 
-pub use log::{DEFAULT_MAX_PAYLOAD, InMemoryEventLog};
+pub use log::{DEFAULT_MAX_PAYLOAD, InMemoryEventLog, InMemoryEventLogBuilder};
 pub use logs::InMemoryLogs;
 pub use store::{MemoryDriver, MemoryReader};
 

@@ -4,6 +4,7 @@ use crate::InMemoryEventLog;
 use eventlog_core::{EventLogError, validate};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// A set of named in-memory logs: the in-memory counterpart of a broker.
 ///
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct InMemoryLogs {
     logs: Arc<Mutex<HashMap<String, InMemoryEventLog>>>,
     max_payload: Option<usize>,
+    dedup_window: Option<Duration>,
 }
 
 impl InMemoryLogs {
@@ -30,6 +32,13 @@ impl InMemoryLogs {
         self
     }
 
+    /// The same set, with logs opened from now on deduplicating appends
+    /// within `window` ([`InMemoryEventLogBuilder::with_dedup_window`](crate::InMemoryEventLogBuilder::with_dedup_window)).
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = Some(window);
+        self
+    }
+
     /// The set shared by the whole process, behind `memory://` URLs.
     pub fn global() -> &'static Self {
         static GLOBAL: OnceLock<InMemoryLogs> = OnceLock::new();
@@ -42,9 +51,15 @@ impl InMemoryLogs {
         let mut logs = self.logs.lock().expect("log set lock poisoned");
         let log = logs
             .entry(name.to_owned())
-            .or_insert_with(|| match self.max_payload {
-                Some(max) => InMemoryEventLog::with_max_payload(max),
-                None => InMemoryEventLog::new(),
+            .or_insert_with(|| {
+                let mut builder = InMemoryEventLog::builder();
+                if let Some(max) = self.max_payload {
+                    builder = builder.with_max_payload(max);
+                }
+                if let Some(window) = self.dedup_window {
+                    builder = builder.with_dedup_window(window);
+                }
+                builder.build()
             });
         Ok(log.clone())
     }

@@ -1,13 +1,14 @@
 //! The store behind an in-memory log and its [`Driver`]: events in a vector,
 //! consumer positions in a map, and readers woken by appends.
 
+use crate::dedup::Dedup;
 use eventlog_core::driver::{Driver, ReadLimits, Reader, Record};
-use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use eventlog_core::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The [`Driver`] of an in-memory log: a handle on its store.
 #[derive(Debug, Clone)]
@@ -16,10 +17,11 @@ pub struct MemoryDriver {
 }
 
 impl MemoryDriver {
-    /// An empty log accepting payloads up to `max_payload` bytes.
-    pub(crate) fn new(max_payload: usize) -> Self {
+    /// An empty log accepting payloads up to `max_payload` bytes and
+    /// deduplicating appends within `dedup_window` (zero: not at all).
+    pub(crate) fn new(max_payload: usize, dedup_window: Duration) -> Self {
         Self {
-            store: Arc::new(Store::new(max_payload)),
+            store: Arc::new(Store::new(max_payload, dedup_window)),
         }
     }
 
@@ -38,16 +40,123 @@ struct Store {
     consumers: Mutex<HashMap<String, SeqNo>>,
     waiters: Waiters,
     max_payload: usize,
+    /// Taken only with `events` locked for writing.
+    dedup: Option<Mutex<Dedup>>,
+    dedup_window: Option<Duration>,
+}
+
+/// What a batch does with one of its events.
+enum Plan {
+    Store(Option<u64>),
+    Stored(SeqNo),
+    /// A duplicate of the batch's event at this index.
+    SameAs(usize),
 }
 
 impl Store {
-    fn new(max_payload: usize) -> Self {
+    fn new(max_payload: usize, dedup_window: Duration) -> Self {
         Self {
             events: RwLock::new(Vec::new()),
             consumers: Mutex::new(HashMap::new()),
             waiters: Waiters::default(),
             max_payload,
+            dedup: Dedup::new(dedup_window).map(Mutex::new),
+            dedup_window: (!dedup_window.is_zero()).then_some(dedup_window),
         }
+    }
+
+    /// Stores `event` as [`Driver::append`] says: the batch's way without
+    /// its vectors, as appends one at a time are the common case.
+    fn append_one(
+        &self,
+        mut event: EventEnvelope,
+        expected: ExpectedLast,
+    ) -> Result<Appended, EventLogError> {
+        let mut events = self.events.write().expect("log lock poisoned");
+        let mut dedup = self
+            .dedup
+            .as_ref()
+            .map(|d| d.lock().expect("dedup lock poisoned"));
+        let seen = dedup.as_ref().map(|d| (d.hash(&event), Instant::now()));
+        if let (Some(d), Some((hash, now))) = (&dedup, seen) {
+            if let Some(seq_no) = d.find(hash, &event, &events, now) {
+                return Ok(Appended::Duplicate(seq_no));
+            }
+        }
+        Self::conflict(expected, &events)?;
+        let seq_no = events.len() as SeqNo + 1;
+        event.seq_no = Some(seq_no);
+        events.push(event);
+        if let (Some(d), Some((hash, now))) = (&mut dedup, seen) {
+            d.insert(hash, seq_no, now);
+        }
+        Ok(Appended::Stored(seq_no))
+    }
+
+    fn conflict(expected: ExpectedLast, events: &[EventEnvelope]) -> Result<(), EventLogError> {
+        let last = events.len() as SeqNo;
+        if expected.holds_for(last) {
+            return Ok(());
+        }
+        Err(EventLogError::Conflict {
+            expected,
+            actual: (last > 0).then_some(last),
+        })
+    }
+
+    /// Stores `batch` as [`Driver::append_batch`] says, under one write
+    /// lock.
+    fn append(
+        &self,
+        batch: Vec<EventEnvelope>,
+        expected: ExpectedLast,
+    ) -> Result<Vec<Appended>, EventLogError> {
+        let mut events = self.events.write().expect("log lock poisoned");
+        let Some(dedup) = &self.dedup else {
+            Self::conflict(expected, &events)?;
+            let first = events.len() as SeqNo + 1;
+            events.extend(batch.into_iter().zip(first..).map(|(mut e, n)| {
+                e.seq_no = Some(n);
+                e
+            }));
+            return Ok((first..=events.len() as SeqNo).map(Appended::Stored).collect());
+        };
+        let mut dedup = dedup.lock().expect("dedup lock poisoned");
+        let now = Instant::now();
+        let mut plans = Vec::with_capacity(batch.len());
+        for (index, event) in batch.iter().enumerate() {
+            let hash = dedup.hash(event);
+            let earlier = batch[..index].iter().zip(&plans).position(|(e, plan)| {
+                matches!(plan, Plan::Store(Some(h)) if *h == hash)
+                    && e.source == event.source
+                    && e.id == event.id
+            });
+            plans.push(match (dedup.find(hash, event, &events, now), earlier) {
+                (Some(seq_no), _) => Plan::Stored(seq_no),
+                (None, Some(index)) => Plan::SameAs(index),
+                (None, None) => Plan::Store(Some(hash)),
+            });
+        }
+        if plans.iter().any(|p| matches!(p, Plan::Store(_))) {
+            Self::conflict(expected, &events)?;
+        }
+        let mut appended: Vec<Appended> = Vec::with_capacity(batch.len());
+        for (mut event, plan) in batch.into_iter().zip(plans) {
+            appended.push(match plan {
+                Plan::Store(hash) => {
+                    let seq_no = events.len() as SeqNo + 1;
+                    event.seq_no = Some(seq_no);
+                    events.push(event);
+                    if let Some(hash) = hash {
+                        dedup.insert(hash, seq_no, now);
+                    }
+                    Appended::Stored(seq_no)
+                }
+                Plan::Stored(seq_no) => Appended::Duplicate(seq_no),
+                Plan::SameAs(index) => Appended::Duplicate(appended[index].seq_no()),
+            });
+        }
+        Ok(appended)
     }
 
     fn last(&self) -> SeqNo {
@@ -108,6 +217,8 @@ impl Driver for MemoryDriver {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new("memory", self.store.max_payload, false)
+            .with_dedup_window(self.store.dedup_window)
+            .with_conditional_append(true)
     }
 
     fn timeout(&self) -> Option<Duration> {
@@ -118,27 +229,24 @@ impl Driver for MemoryDriver {
         Duration::ZERO
     }
 
-    async fn append(&self, mut event: EventEnvelope) -> Result<SeqNo, EventLogError> {
-        let mut events = self.store.events.write().expect("log lock poisoned");
-        let seq_no = events.len() as SeqNo + 1;
-        event.seq_no = Some(seq_no);
-        events.push(event);
-        drop(events);
+    async fn append(
+        &self,
+        event: EventEnvelope,
+        expected: ExpectedLast,
+    ) -> Result<Appended, EventLogError> {
+        let appended = self.store.append_one(event, expected)?;
         self.store.waiters.wake_all();
-        Ok(seq_no)
+        Ok(appended)
     }
 
-    async fn append_batch(&self, batch: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
-        let mut events = self.store.events.write().expect("log lock poisoned");
-        let first = events.len() as SeqNo + 1;
-        events.extend(batch.into_iter().zip(first..).map(|(mut e, n)| {
-            e.seq_no = Some(n);
-            e
-        }));
-        let last = events.len() as SeqNo;
-        drop(events);
+    async fn append_batch(
+        &self,
+        batch: Vec<EventEnvelope>,
+        expected: ExpectedLast,
+    ) -> Result<Vec<Appended>, EventLogError> {
+        let appended = self.store.append(batch, expected)?;
         self.store.waiters.wake_all();
-        Ok((first..=last).collect())
+        Ok(appended)
     }
 
     async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {

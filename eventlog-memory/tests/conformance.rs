@@ -5,8 +5,9 @@ use anyhow::Result;
 use async_trait::async_trait;
 use conformance::Fixture;
 use eventlog_core::EventLog;
-use eventlog_memory::InMemoryLogs;
+use eventlog_memory::{InMemoryEventLog, InMemoryLogs};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Every test gets a set of logs of its own; `open` on one name gives handles
 /// on the same log, as a broker would.
@@ -19,6 +20,19 @@ struct Memory {
 impl Fixture for Memory {
     async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>> {
         Ok(Arc::new(self.logs.open(log)?))
+    }
+
+    async fn open_with_dedup_window(
+        &self,
+        _log: &str,
+        window: Duration,
+    ) -> Result<Arc<dyn EventLog>> {
+        // A log of its own: the window is set when a log is made.
+        Ok(Arc::new(
+            InMemoryEventLog::builder()
+                .with_dedup_window(window)
+                .build(),
+        ))
     }
 
     async fn subscription_resources(&self, log: &str) -> Result<usize> {

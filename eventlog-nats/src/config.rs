@@ -65,6 +65,10 @@ pub struct NatsConfig {
     pub create_stream: bool,
     /// How long one pull request of a subscription waits on the server.
     pub block: Duration,
+    /// The stream's deduplication window when the stream is created
+    /// (JetStream's `duplicate_window`); zero turns deduplication off for
+    /// this handle (no `Nats-Msg-Id` is sent).
+    pub dedup_window: Duration,
 }
 
 impl NatsConfig {
@@ -89,6 +93,7 @@ impl NatsConfig {
                 replicas: 1,
                 create_stream: true,
                 block: Duration::from_secs(2),
+                dedup_window: eventlog_core::DEFAULT_DEDUP_WINDOW,
             },
         }
     }
@@ -116,6 +121,7 @@ impl NatsConfig {
                 Some(CommonOption::Timeout(timeout)) => builder.with_timeout(timeout),
                 Some(CommonOption::Block(block)) => builder.with_block(block),
                 Some(CommonOption::CaFile(path)) => builder.with_root_certificates(path),
+                Some(CommonOption::DedupWindow(window)) => builder.with_dedup_window(window),
                 // The server's own `max_payload` is the limit.
                 Some(_) => return Err(option.unknown(crate::error::BACKEND)),
                 None => match option.key() {
@@ -212,6 +218,15 @@ impl NatsConfigBuilder {
     /// The subject prefix (default `eventlog.`).
     pub fn with_subject_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.subject_prefix = prefix.into();
+        self
+    }
+
+    /// The deduplication window of a stream this handle creates (default
+    /// [`DEFAULT_DEDUP_WINDOW`](eventlog_core::DEFAULT_DEDUP_WINDOW), as
+    /// JetStream's); an existing stream keeps its own, which
+    /// `capabilities()` reports. Zero turns deduplication off.
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.config.dedup_window = window;
         self
     }
 

@@ -6,8 +6,8 @@ use crate::error::{BACKEND, classify};
 use crate::reader::{NatsReader, Replies};
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, ConnectOptions};
-use eventlog_core::driver::{Driver, bounded};
-use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use eventlog_core::driver::{Driver, bounded, dedup_key};
+use eventlog_core::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,9 @@ pub struct NatsDriver {
     pub(crate) max_message: usize,
     /// Reply subjects of delivered messages, for one-round-trip acks.
     pub(crate) replies: Arc<Replies>,
+    /// The stream's deduplication window; `None` when this handle sends
+    /// no message ids.
+    dedup_window: Option<Duration>,
 }
 
 impl fmt::Debug for NatsDriver {
@@ -65,7 +68,10 @@ impl NatsDriver {
         let stream = bounded("connect", timeout, open_stream(&client, &js, &config)).await?;
         let max_message = client.server_info().max_payload;
         let subject = config.subject();
+        let dedup_window = (!config.dedup_window.is_zero())
+            .then(|| stream.cached_info().config.duplicate_window);
         Ok(Self {
+            dedup_window,
             config,
             client,
             js,
@@ -80,27 +86,77 @@ impl NatsDriver {
         classify(&self.client, err)
     }
 
-    /// Publishes one event and returns the future of its acknowledgement.
+    /// Publishes one event, stored only if the stream's last sequence is
+    /// `expected`, and returns the future of its acknowledgement.
     async fn publish(
         &self,
         event: &EventEnvelope,
+        expected: ExpectedLast,
     ) -> Result<jetstream::context::PublishAckFuture, EventLogError> {
-        let message = jetstream::message::PublishMessage::build()
+        let mut message = jetstream::message::PublishMessage::build()
             .payload(event.payload.clone())
             .headers(codec::encode(event))
-            .message_id(&event.id)
             .expected_stream(self.config.stream_name());
+        if self.dedup_window.is_some() {
+            // Both attributes: CloudEvents ids are unique per source only.
+            message = message.message_id(dedup_key(event));
+        }
+        if let Some(last) = expected.as_last() {
+            message = message.expected_last_sequence(last);
+        }
         self.js
             .send_publish(self.subject.clone(), message)
             .await
             .map_err(|e| self.classify(e))
     }
 
+    /// Whether the event of `key` is stored as `seq_no`.
+    async fn stored_as(&self, key: &str, seq_no: SeqNo) -> Result<bool, EventLogError> {
+        match self.stream.direct_get(seq_no).await {
+            Ok(message) => Ok(message
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .is_some_and(|id| id.as_str() == key)),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
     async fn await_ack(
         &self,
+        event: &EventEnvelope,
         ack: jetstream::context::PublishAckFuture,
-    ) -> Result<SeqNo, EventLogError> {
-        Ok(ack.await.map_err(|e| self.classify(e))?.sequence)
+        expected: ExpectedLast,
+    ) -> Result<Appended, EventLogError> {
+        match ack.await {
+            Ok(ack) if ack.duplicate => Ok(Appended::Duplicate(ack.sequence)),
+            Ok(ack) => Ok(Appended::Stored(ack.sequence)),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                // "wrong last sequence: <n>" names the stream's last.
+                let said = std::error::Error::source(&e)
+                    .map(|source| source.to_string())
+                    .and_then(|text| text.rsplit(':').next()?.trim().parse::<SeqNo>().ok());
+                let actual = match said {
+                    Some(n) => n,
+                    None => self.last_seq_no().await?,
+                };
+                // The server checks the condition before the message id:
+                // the retry of a conditional append that was stored finds
+                // its event just after the position it expected.
+                let retried = expected.as_last().map_or(0, |last| last + 1);
+                if self.dedup_window.is_some()
+                    && (1..=actual).contains(&retried)
+                    && self.stored_as(&dedup_key(event), retried).await?
+                {
+                    return Ok(Appended::Duplicate(retried));
+                }
+                Err(EventLogError::Conflict {
+                    expected,
+                    actual: (actual > 0).then_some(actual),
+                })
+            }
+            Err(e) => Err(self.classify(e)),
+        }
     }
 
     /// The durable consumer named `consumer`, created at the beginning if it
@@ -160,6 +216,8 @@ impl Driver for NatsDriver {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new(BACKEND, self.max_message.saturating_sub(HEADER_ROOM), true)
+            .with_dedup_window(self.dedup_window)
+            .with_conditional_append(true)
     }
 
     fn timeout(&self) -> Option<Duration> {
@@ -201,22 +259,48 @@ impl Driver for NatsDriver {
         Ok(())
     }
 
-    async fn append(&self, event: EventEnvelope) -> Result<SeqNo, EventLogError> {
-        self.await_ack(self.publish(&event).await?).await
+    async fn append(
+        &self,
+        event: EventEnvelope,
+        expected: ExpectedLast,
+    ) -> Result<Appended, EventLogError> {
+        self.await_ack(&event, self.publish(&event, expected).await?, expected)
+            .await
     }
 
-    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
+    async fn append_batch(
+        &self,
+        events: Vec<EventEnvelope>,
+        expected: ExpectedLast,
+    ) -> Result<Vec<Appended>, EventLogError> {
+        let mut appended = Vec::with_capacity(events.len());
+        if expected != ExpectedLast::Any {
+            // One at a time, each expecting the one before: the first
+            // carries the batch's condition. A writer that appends without
+            // a condition between two of them fails the rest with a
+            // conflict (docs/reliability.md).
+            let mut expected = expected;
+            for event in &events {
+                let outcome = self
+                    .await_ack(event, self.publish(event, expected).await?, expected)
+                    .await?;
+                if let Appended::Stored(n) = outcome {
+                    expected = ExpectedLast::SeqNo(n);
+                }
+                appended.push(outcome);
+            }
+            return Ok(appended);
+        }
         // Pipelined: every publish goes out before the first acknowledgement
         // is awaited; one connection keeps them in order.
         let mut acks = Vec::with_capacity(events.len());
         for event in &events {
-            acks.push(self.publish(event).await?);
+            acks.push(self.publish(event, expected).await?);
         }
-        let mut seq_nos = Vec::with_capacity(acks.len());
-        for ack in acks {
-            seq_nos.push(self.await_ack(ack).await?);
+        for (event, ack) in events.iter().zip(acks) {
+            appended.push(self.await_ack(event, ack, expected).await?);
         }
-        Ok(seq_nos)
+        Ok(appended)
     }
 
     async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
@@ -352,6 +436,9 @@ async fn open_stream(
             subjects: vec![config.subject()],
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
+            // Zero is the server's default window: deduplication is off on
+            // the client side then.
+            duplicate_window: config.dedup_window,
             allow_direct: true,
             ..Default::default()
         })

@@ -102,6 +102,19 @@ impl Fixture for Nats {
         .await
     }
 
+    async fn open_with_dedup_window(
+        &self,
+        log: &str,
+        window: Duration,
+    ) -> Result<Arc<dyn EventLog>> {
+        let config = NatsConfig::builder(&self.url, log)
+            .with_stream_prefix(STREAM_PREFIX)
+            .with_subject_prefix(SUBJECT_PREFIX)
+            .with_dedup_window(window)
+            .build()?;
+        Ok(Arc::new(NatsEventLog::connect(config).await?))
+    }
+
     /// Subscriptions (pull request inboxes) on the connections of the log's
     /// handles, from the server's `/connz`, and pull requests the server
     /// still holds for its consumers.

@@ -30,6 +30,17 @@ pub(crate) fn xadd(key: &str, event: &EventEnvelope) -> redis::Cmd {
     xadd
 }
 
+/// The fields of `event`'s entry, counted then listed, as arguments of
+/// the append script.
+pub(crate) fn push_fields(invocation: &mut redis::ScriptInvocation<'_>, event: &EventEnvelope) {
+    let pairs = attributes(event);
+    invocation.arg(2 * (pairs.len() + 1));
+    for (name, value) in pairs {
+        invocation.arg(name).arg(value.as_ref());
+    }
+    invocation.arg("data").arg(event.payload.as_ref());
+}
+
 /// The event stored in the entry `0-<seq_no>` with `fields` (name, value,
 /// name, value…). Redis keeps no time of its own for our entries, so `time`
 /// is required.

@@ -41,6 +41,9 @@ pub struct RedisConfig {
     /// How long one blocking read of a subscription waits on the server
     /// before it asks again.
     pub block: Duration,
+    /// How long the log remembers the (`source`, `id`) of each event it
+    /// stored, so a retried append stores nothing; zero turns it off.
+    pub dedup_window: Duration,
 }
 
 impl RedisConfig {
@@ -58,13 +61,15 @@ impl RedisConfig {
                 key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
                 max_payload: DEFAULT_MAX_PAYLOAD,
                 block: Duration::from_secs(2),
+                dedup_window: eventlog_core::DEFAULT_DEDUP_WINDOW,
             },
         }
     }
 
     /// The configuration a URL describes:
     /// `redis://[user[:password]@]host[:port][/db]/<log>?timeout_ms=…&key_prefix=…&max_payload=…`
-    /// (`rediss://` for TLS, `ca_file=<path>` to trust a private CA). The last path segment is the log; a number
+    /// (`rediss://` for TLS, `ca_file=<path>` to trust a private CA,
+    /// `dedup_window_ms=…`). The last path segment is the log; a number
     /// before it selects the database.
     pub fn from_url(url: &str) -> Result<RedisConfigBuilder, EventLogError> {
         let url = LogUrl::parse(url)?;
@@ -99,6 +104,7 @@ impl RedisConfig {
                 Some(CommonOption::Block(block)) => builder.with_block(block),
                 Some(CommonOption::MaxPayload(max)) => builder.with_max_payload(max),
                 Some(CommonOption::CaFile(path)) => builder.with_root_certificates(path),
+                Some(CommonOption::DedupWindow(window)) => builder.with_dedup_window(window),
                 Some(_) => return Err(option.unknown(crate::error::BACKEND)),
                 None => match option.key() {
                     "key_prefix" => builder.with_key_prefix(option.value()),
@@ -112,6 +118,12 @@ impl RedisConfig {
     /// The stream key of the log.
     pub fn stream_key(&self) -> String {
         format!("{}{}", self.key_prefix, self.log)
+    }
+
+    /// The key that marks the event of `dedup_key` as stored, for the
+    /// window.
+    pub(crate) fn dedup_key(&self, dedup_key: &str) -> String {
+        format!("{}{}:dedup:{dedup_key}", self.key_prefix, self.log)
     }
 }
 
@@ -162,6 +174,15 @@ impl RedisConfigBuilder {
     /// The payload limit in bytes (default 1 MiB).
     pub fn with_max_payload(mut self, max_payload: usize) -> Self {
         self.config.max_payload = max_payload;
+        self
+    }
+
+    /// How long the log remembers the (`source`, `id`) of each stored event
+    /// (default [`DEFAULT_DEDUP_WINDOW`](eventlog_core::DEFAULT_DEDUP_WINDOW));
+    /// zero turns deduplication off. Each event of the window keeps a key
+    /// of about 100 bytes on the server, expiring with the window.
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.config.dedup_window = window;
         self
     }
 

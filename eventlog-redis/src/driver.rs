@@ -5,8 +5,8 @@ use crate::delivered::Delivered;
 use crate::error::{BACKEND, from_redis};
 use crate::reader::RedisReader;
 use crate::{codec, scripts};
-use eventlog_core::driver::{Driver, bounded};
-use eventlog_core::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use eventlog_core::driver::{Driver, bounded, dedup_key};
+use eventlog_core::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::fmt;
 use std::time::Duration;
@@ -81,6 +81,57 @@ impl RedisDriver {
         invocation.invoke_async(&mut conn).await.map_err(from_redis)
     }
 
+    /// Stores `events` with the [`scripts::APPEND`] script: deduplicated
+    /// and under `expected`, all or none.
+    async fn append_checked(
+        &self,
+        events: &[EventEnvelope],
+        expected: ExpectedLast,
+    ) -> Result<Vec<Appended>, EventLogError> {
+        let window = self.config.dedup_window.as_millis();
+        let mut invocation = scripts::APPEND.key(&self.key);
+        if window > 0 {
+            for event in events {
+                invocation.key(self.config.dedup_key(&dedup_key(event)));
+            }
+        }
+        invocation
+            .arg(window.to_string())
+            .arg(expected.as_last().map_or(-1, |n| n as i64))
+            .arg(events.len());
+        for event in events {
+            codec::push_fields(&mut invocation, event);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(from_redis)?;
+        match reply.split_first() {
+            Some((1, numbers)) if numbers.len() == events.len() => Ok(numbers
+                .iter()
+                .map(|&n| match n {
+                    n if n < 0 => Appended::Duplicate(n.unsigned_abs()),
+                    n => Appended::Stored(n as SeqNo),
+                })
+                .collect()),
+            Some((0, [last])) => Err(EventLogError::Conflict {
+                expected,
+                actual: u64::try_from(*last).ok().filter(|&n| n > 0),
+            }),
+            _ => Err(EventLogError::Backend {
+                backend: BACKEND,
+                source: format!("unexpected reply of the append script: {reply:?}").into(),
+            }),
+        }
+    }
+
+    /// Whether appends need the script: a plain `XADD` neither
+    /// deduplicates nor checks a condition.
+    fn plain(&self, expected: ExpectedLast) -> bool {
+        self.config.dedup_window.is_zero() && expected == ExpectedLast::Any
+    }
+
     /// Acknowledges exactly the entries `ids` with one `XACK`; `false` when
     /// the server had fewer of them pending.
     async fn xack(
@@ -103,7 +154,10 @@ impl Driver for RedisDriver {
     type Reader = RedisReader;
 
     fn capabilities(&self) -> Capabilities {
+        let window = self.config.dedup_window;
         Capabilities::new(BACKEND, self.config.max_payload, true)
+            .with_dedup_window((!window.is_zero()).then_some(window))
+            .with_conditional_append(true)
     }
 
     fn timeout(&self) -> Option<Duration> {
@@ -114,12 +168,30 @@ impl Driver for RedisDriver {
         self.config.block
     }
 
-    async fn append(&self, event: EventEnvelope) -> Result<SeqNo, EventLogError> {
-        let id: String = self.query(codec::xadd(&self.key, &event)).await?;
-        codec::seq_of(&id)
+    async fn append(
+        &self,
+        event: EventEnvelope,
+        expected: ExpectedLast,
+    ) -> Result<Appended, EventLogError> {
+        if self.plain(expected) {
+            let id: String = self.query(codec::xadd(&self.key, &event)).await?;
+            return codec::seq_of(&id).map(Appended::Stored);
+        }
+        let appended = self
+            .append_checked(std::slice::from_ref(&event), expected)
+            .await?;
+        Ok(appended[0])
     }
 
-    async fn append_batch(&self, events: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
+    async fn append_batch(
+        &self,
+        events: Vec<EventEnvelope>,
+        expected: ExpectedLast,
+    ) -> Result<Vec<Appended>, EventLogError> {
+        if !self.plain(expected) {
+            // One script: the batch is stored contiguously, or not at all.
+            return self.append_checked(&events, expected).await;
+        }
         // MULTI/EXEC: the batch is stored contiguously, or not at all.
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -128,7 +200,9 @@ impl Driver for RedisDriver {
         }
         let mut conn = self.conn.clone();
         let ids: Vec<String> = pipe.query_async(&mut conn).await.map_err(from_redis)?;
-        ids.iter().map(|id| codec::seq_of(id)).collect()
+        ids.iter()
+            .map(|id| codec::seq_of(id).map(Appended::Stored))
+            .collect()
     }
 
     async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {

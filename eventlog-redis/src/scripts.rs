@@ -1,4 +1,4 @@
-//! The Lua scripts behind ack, seek and consumer state.
+//! The Lua scripts behind appends, ack, seek and consumer state.
 //!
 //! Each runs atomically on the server, so a cumulative ack (acknowledge
 //! every pending entry up to n, then move the group's last delivered id)
@@ -132,3 +132,70 @@ return {{pos or -1, last_seq(KEYS[1])}}
 /// `KEYS[1]` stream: the last sequence number, 0 when empty or missing.
 pub(crate) static LAST: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{HELPERS}\nreturn last_seq(KEYS[1])\n")));
+
+/// `KEYS[1]` stream, `KEYS[1 + i]` the dedup key of event i (none when
+/// `ARGV[1]`, the window in ms, is 0); `ARGV[2]` the expected last number
+/// (-1: any, 0: an empty log); `ARGV[3]` the number of events, then for
+/// each its field count and fields. Stores the events that are not
+/// duplicates, all or none: returns `{1, n1, n2, …}` (a negative number is
+/// a duplicate of that event), or `{0, last}` on a conflict, having stored
+/// nothing.
+///
+/// A duplicate is an event whose dedup key names a stored entry with the
+/// same `source` and `id` (so a log deleted and created again within the
+/// window never answers with another event), or an earlier event of the
+/// batch; it is recognised before the condition is checked.
+pub(crate) static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{HELPERS}
+local key, window, expected = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local count, arg = tonumber(ARGV[3]), 4
+local events, fresh = {{}}, false
+local function field(from, to, name)
+  for j = from, to - 1, 2 do if ARGV[j] == name then return ARGV[j + 1] end end
+end
+for i = 1, count do
+  local n = tonumber(ARGV[arg])
+  local e = {{from = arg + 1, to = arg + 1 + n}}
+  arg = arg + 1 + n
+  if window > 0 then
+    local dkey = KEYS[i + 1]
+    local stored = redis.call('GET', dkey)
+    if stored then
+      local entry = redis.call('XRANGE', key, '0-' .. stored, '0-' .. stored)
+      if #entry == 1 then
+        local f = entry[1][2]
+        local same = 0
+        for j = 1, #f, 2 do
+          if (f[j] == 'source' or f[j] == 'id') and f[j + 1] == field(e.from, e.to, f[j]) then same = same + 1 end
+        end
+        if same == 2 then e.dup = tonumber(stored) end
+      end
+    end
+    if not e.dup then
+      for j = 1, i - 1 do
+        if KEYS[j + 1] == dkey and not events[j].dup and not events[j].same then e.same = j break end
+      end
+    end
+  end
+  if not e.dup and not e.same then fresh = true end
+  events[i] = e
+end
+if expected >= 0 and fresh then
+  local last = last_seq(key)
+  if last ~= expected then return {{0, last}} end
+end
+local out = {{1}}
+for i, e in ipairs(events) do
+  if e.dup then out[i + 1] = -e.dup
+  elseif e.same then out[i + 1] = -out[e.same + 1]
+  else
+    local n = seq(redis.call('XADD', key, '0-*', unpack(ARGV, e.from, e.to - 1)))
+    if window > 0 then redis.call('SET', KEYS[i + 1], n, 'PX', window) end
+    out[i + 1] = n
+  end
+end
+return out
+"#
+    ))
+});

@@ -73,6 +73,18 @@ impl Fixture for Redis {
         .await
     }
 
+    async fn open_with_dedup_window(
+        &self,
+        log: &str,
+        window: Duration,
+    ) -> Result<Arc<dyn EventLog>> {
+        let config = RedisConfig::builder(&self.url, log)
+            .with_key_prefix(PREFIX)
+            .with_dedup_window(window)
+            .build()?;
+        Ok(Arc::new(RedisEventLog::connect(config).await?))
+    }
+
     /// Connections named for the log's subscriptions, from `CLIENT LIST`.
     async fn subscription_resources(&self, log: &str) -> Result<usize> {
         let clients: String = redis::cmd("CLIENT")

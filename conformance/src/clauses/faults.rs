@@ -92,10 +92,19 @@ pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) ->
             Ok(seq) => bail!("log {name}: append returned {seq} with the broker down"),
             Err(err) => err,
         };
+        // Retryable on a log that deduplicates; otherwise the append may
+        // have landed (C43).
         let typed = err.downcast_ref::<EventLogError>();
+        let expected = match typed {
+            Some(EventLogError::AppendUnconfirmed { source, .. }) => {
+                log.capabilities().dedup_window.is_none() && source.is_retryable()
+            }
+            other => other.is_some_and(EventLogError::is_retryable),
+        };
         ensure!(
-            typed.is_some_and(EventLogError::is_retryable),
-            "log {name}: expected a retryable typed error, got {err:#}"
+            expected,
+            "log {name}: expected a retryable typed error (AppendUnconfirmed without \
+             deduplication), got {err:#}"
         );
         ensure!(
             took <= TIMEOUT + Duration::from_secs(2),
@@ -198,4 +207,112 @@ pub async fn c35_an_outage_is_reported_while_retrying(fx: &dyn Fixture) -> Resul
             ),
         }
     }
+}
+
+/// C43 A retryable error of an append means the log deduplicates: appends
+/// that failed while the broker was frozen, retried with the same envelope
+/// once it is back, store each event exactly once. On a log that does not
+/// deduplicate such an append fails with `AppendUnconfirmed` (not
+/// retryable: the events may be stored).
+pub async fn c43_a_retry_after_an_unknown_outcome_stores_once(fx: &dyn Fixture) -> Result<()> {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const WRITERS: usize = 4;
+    let broker = faulty(fx, "C43").await?;
+    let name = unique("c43");
+    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
+    let deduplicates = log.capabilities().dedup_window.is_some();
+    let stored = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    // Each writer appends until stopped, retrying a failed append with the
+    // same envelope where the log deduplicates.
+    for w in 0..WRITERS {
+        let (log, stored, failed, stop) = (log.clone(), stored.clone(), failed.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut appended = BTreeMap::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let e = event(w * 100_000 + i);
+                i += 1;
+                let deadline = Instant::now() + RECOVERY;
+                loop {
+                    let err = match log.append(e.clone()).await {
+                        Ok(n) => {
+                            appended.insert(n, e.id.clone());
+                            stored.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(err) => err,
+                    };
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    let typed = err.downcast_ref::<EventLogError>();
+                    if !deduplicates {
+                        ensure!(
+                            matches!(typed, Some(EventLogError::AppendUnconfirmed { .. })),
+                            "writer {w}: an append with an unknown outcome failed with \
+                             {err:#}; expected AppendUnconfirmed"
+                        );
+                        break;
+                    }
+                    ensure!(
+                        typed.is_some_and(EventLogError::is_retryable),
+                        "writer {w}: an append failed with {err:#}; a log that deduplicates \
+                         fails retryably"
+                    );
+                    ensure!(
+                        Instant::now() < deadline,
+                        "writer {w}: an event not stored within {RECOVERY:?}: {err:#}"
+                    );
+                }
+            }
+            anyhow::Ok(appended)
+        }));
+    }
+    let progress = |counter: &Arc<AtomicUsize>| {
+        let counter = counter.clone();
+        move || {
+            let seen = counter.load(Ordering::Relaxed);
+            async move { anyhow::Ok(seen) }
+        }
+    };
+    let at_least = |n: usize| move |&seen: &usize| seen >= n;
+    poll_until(
+        &format!("log {name}: appends before the pause"),
+        RECOVERY,
+        progress(&stored),
+        at_least(WRITERS),
+    )
+    .await?;
+    broker.pause().await?;
+    let failures = poll_until(
+        &format!("log {name}: appends failing during the pause"),
+        TIMEOUT * 4,
+        progress(&failed),
+        at_least(WRITERS),
+    )
+    .await;
+    broker.unpause().await?;
+    let resumed = match failures {
+        Ok(_) => {
+            let before = stored.load(Ordering::Relaxed);
+            poll_until(
+                &format!("log {name}: appends after the pause"),
+                RECOVERY,
+                progress(&stored),
+                at_least(before + 2 * WRITERS),
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    stop.store(true, Ordering::Relaxed);
+    let mut by_seq = BTreeMap::new();
+    for writer in writers {
+        by_seq.extend(writer.await??);
+    }
+    resumed?;
+    super::idempotence::expect_stored_exactly(&*log, &by_seq, &format!("log {name}")).await
 }

@@ -6,6 +6,7 @@ mod append;
 mod broker;
 mod checked;
 mod faults;
+mod idempotence;
 mod positions;
 mod subscribe;
 
@@ -13,5 +14,6 @@ pub use append::*;
 pub use broker::*;
 pub use checked::*;
 pub use faults::*;
+pub use idempotence::*;
 pub use positions::*;
 pub use subscribe::*;

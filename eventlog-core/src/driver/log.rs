@@ -3,8 +3,8 @@
 use super::Driver;
 use super::subscription::Subscription;
 use crate::{
-    Capabilities, CheckedEventStream, ConsumerState, EventEnvelope, EventLog, EventLogError,
-    EventStream, Result, SeekPosition, SeqNo, validate,
+    AppendOptions, Appended, Capabilities, CheckedEventStream, ConsumerState, EventEnvelope,
+    EventLog, EventLogError, EventStream, ExpectedLast, Result, SeekPosition, SeqNo, validate,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -239,6 +239,79 @@ impl<D: Driver> DriverLog<D> {
             .iter()
             .try_for_each(|event| self.shared.driver.check_event(event))
     }
+
+    /// A condition the backend can check.
+    fn check_expected(&self, expected: ExpectedLast) -> Result<(), EventLogError> {
+        if expected == ExpectedLast::Any {
+            return Ok(());
+        }
+        validate::expected(expected)?;
+        let capabilities = self.shared.driver.capabilities();
+        if !capabilities.conditional_append {
+            return Err(EventLogError::Unsupported {
+                backend: capabilities.backend,
+                feature: "conditional appends",
+            });
+        }
+        Ok(())
+    }
+
+    /// `err` of an append, as a caller may act on it: a retryable failure
+    /// of a log that cannot recognise a retry is not safe to retry.
+    fn append_error(&self, operation: &'static str, err: EventLogError) -> EventLogError {
+        let capabilities = self.shared.driver.capabilities();
+        if err.is_retryable() && capabilities.dedup_window.is_none() {
+            return EventLogError::AppendUnconfirmed {
+                backend: capabilities.backend,
+                operation,
+                source: Box::new(err),
+            };
+        }
+        err
+    }
+
+    async fn append_event(
+        &self,
+        event: EventEnvelope,
+        expected: ExpectedLast,
+    ) -> Result<Appended, EventLogError> {
+        self.check_event(&event)?;
+        self.check_expected(expected)?;
+        // Not noted as seen: a shared write on every append would cost
+        // concurrent writers more than the rare ack of an unread event
+        // that asks the broker for its last number.
+        self.within("append", self.shared.driver.append(event, expected))
+            .await
+            .map_err(|err| self.append_error("append", err))
+    }
+
+    async fn append_events(
+        &self,
+        events: Vec<EventEnvelope>,
+        expected: ExpectedLast,
+    ) -> Result<Vec<Appended>, EventLogError> {
+        self.check_events(&events)?;
+        self.check_expected(expected)?;
+        if events.is_empty() {
+            // Nothing to store; a condition is still answered.
+            if expected != ExpectedLast::Any {
+                let last = self.within("append_batch", self.last()).await?;
+                if !expected.holds_for(last) {
+                    return Err(EventLogError::Conflict {
+                        expected,
+                        actual: (last > 0).then_some(last),
+                    });
+                }
+            }
+            return Ok(Vec::new());
+        }
+        self.within(
+            "append_batch",
+            self.shared.driver.append_batch(events, expected),
+        )
+        .await
+        .map_err(|err| self.append_error("append_batch", err))
+    }
 }
 
 /// A backend's own log type that is a [`DriverLog`] underneath: it gets
@@ -262,24 +335,39 @@ impl<D: Driver> AsDriverLog for DriverLog<D> {
 #[async_trait]
 impl<T: AsDriverLog> EventLog for T {
     async fn append(&self, envelope: EventEnvelope) -> Result<SeqNo> {
+        // The generic log's own future, not `append_with`'s boxed one: one
+        // allocation per append, not two.
         let log = self.driver_log();
-        log.check_event(&envelope)?;
-        // Not noted as seen: a shared write on every append would cost
-        // concurrent writers more than the rare ack of an unread event
-        // that asks the broker for its last number.
-        Ok(log
-            .within("append", log.shared.driver.append(envelope))
+        Ok(log.append_event(envelope, ExpectedLast::Any).await?.seq_no())
+    }
+
+    async fn append_with(
+        &self,
+        envelope: EventEnvelope,
+        options: AppendOptions,
+    ) -> Result<Appended> {
+        Ok(self
+            .driver_log()
+            .append_event(envelope, options.expected)
             .await?)
     }
 
     async fn append_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<Vec<SeqNo>> {
-        let log = self.driver_log();
-        log.check_events(&envelopes)?;
-        if envelopes.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(log
-            .within("append_batch", log.shared.driver.append_batch(envelopes))
+        let appended = self
+            .driver_log()
+            .append_events(envelopes, ExpectedLast::Any)
+            .await?;
+        Ok(appended.into_iter().map(Appended::seq_no).collect())
+    }
+
+    async fn append_batch_with(
+        &self,
+        envelopes: Vec<EventEnvelope>,
+        options: AppendOptions,
+    ) -> Result<Vec<Appended>> {
+        Ok(self
+            .driver_log()
+            .append_events(envelopes, options.expected)
             .await?)
     }
 

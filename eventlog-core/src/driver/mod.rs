@@ -22,7 +22,7 @@ mod subscription;
 
 pub use log::{AsDriverLog, DriverLog, SubscriptionSettings};
 
-use crate::{Capabilities, EventEnvelope, EventLogError, SeqNo};
+use crate::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
@@ -64,17 +64,32 @@ pub trait Driver: Send + Sync + 'static {
     }
 
     /// Stores `event` at the end of the log and returns its sequence number.
+    ///
+    /// A driver that declares a
+    /// [`dedup_window`](Capabilities::dedup_window) first looks the event's
+    /// [`dedup_key`] up: if the log stored it within the window, nothing is
+    /// stored and the answer is [`Appended::Duplicate`]. Then, for
+    /// `expected` other than `Any` (only when the driver declares
+    /// [`conditional_append`](Capabilities::conditional_append)), the event
+    /// is stored only if the log's last number is as expected, atomically;
+    /// otherwise the answer is [`EventLogError::Conflict`] with the actual
+    /// last number.
     fn append(
         &self,
         event: EventEnvelope,
-    ) -> impl Future<Output = Result<SeqNo, EventLogError>> + Send;
+        expected: ExpectedLast,
+    ) -> impl Future<Output = Result<Appended, EventLogError>> + Send;
 
-    /// Stores `events` (at least one) in this order and returns their
-    /// sequence numbers; contiguously where the broker can.
+    /// Stores `events` (at least one) in this order, as
+    /// [`append`](Self::append) would each, and returns what it did with
+    /// each, contiguously where the broker can. An event whose key came
+    /// earlier in the batch is a duplicate of that one. `expected` applies
+    /// to the log before the batch; on a conflict nothing is stored.
     fn append_batch(
         &self,
         events: Vec<EventEnvelope>,
-    ) -> impl Future<Output = Result<Vec<SeqNo>, EventLogError>> + Send;
+        expected: ExpectedLast,
+    ) -> impl Future<Output = Result<Vec<Appended>, EventLogError>> + Send;
 
     /// The sequence number of the last stored event; 0 for an empty log.
     fn last_seq_no(&self) -> impl Future<Output = Result<SeqNo, EventLogError>> + Send;
@@ -118,6 +133,27 @@ pub trait Driver: Send + Sync + 'static {
     /// Whether the log still exists; asked when a read fails, so a deleted
     /// log ends its subscriptions instead of being retried forever.
     fn log_exists(&self) -> impl Future<Output = Result<bool, EventLogError>> + Send;
+}
+
+/// The identity of `event` for deduplication: its (`source`, `id`) pair
+/// (CloudEvents ids are unique only per source), as 32 lowercase hex
+/// digits of a SHA-256 over both, length-prefixed so no two pairs share a
+/// key. Safe as a NATS header, a Redis key or a map key, whatever the
+/// attributes hold.
+pub fn dedup_key(event: &EventEnvelope) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::new()
+        .chain_update((event.source.len() as u64).to_be_bytes())
+        .chain_update(event.source.as_bytes())
+        .chain_update(event.id.as_bytes())
+        .finalize();
+    digest[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut key, byte| {
+            let _ = write!(key, "{byte:02x}");
+            key
+        })
 }
 
 /// `fut` within `after`, as `operation`: for the calls a driver makes

@@ -47,11 +47,16 @@ impl Driver for Arc<Scripted> {
     fn read_wait(&self) -> Duration {
         Duration::from_secs(3600)
     }
-    async fn append(&self, _: EventEnvelope) -> Result<SeqNo, EventLogError> {
-        unreachable!("the engine tests do not append")
+    async fn append(&self, _: EventEnvelope, _: ExpectedLast) -> Result<Appended, EventLogError> {
+        // A broker that never confirms.
+        Err(unavailable())
     }
-    async fn append_batch(&self, _: Vec<EventEnvelope>) -> Result<Vec<SeqNo>, EventLogError> {
-        unreachable!("the engine tests do not append")
+    async fn append_batch(
+        &self,
+        _: Vec<EventEnvelope>,
+        _: ExpectedLast,
+    ) -> Result<Vec<Appended>, EventLogError> {
+        Err(unavailable())
     }
     async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
         Ok(self.last.load(Ordering::SeqCst))
@@ -258,4 +263,49 @@ async fn waiting_past_the_end_is_not_reused_numbers() {
         "{items:?}"
     );
     assert_eq!(items[1].as_ref().unwrap().seq_no, Some(100));
+}
+
+#[tokio::test]
+async fn an_unconfirmed_append_without_deduplication_is_not_retryable() {
+    let log = DriverLog::new(Arc::new(Scripted::default()));
+    let event = EventEnvelope::new("/test", "t", &b""[..]);
+    for err in [
+        log.append(event.clone()).await.unwrap_err(),
+        log.append_batch(vec![event.clone()]).await.unwrap_err(),
+    ] {
+        let err = err.downcast_ref::<EventLogError>().expect("typed");
+        assert!(
+            matches!(err, EventLogError::AppendUnconfirmed { source, .. }
+                if matches!(**source, EventLogError::Unavailable { .. })),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+}
+
+#[tokio::test]
+async fn conditions_are_refused_where_the_driver_cannot_check_them() {
+    let log = DriverLog::new(Arc::new(Scripted::default()));
+    let event = EventEnvelope::new("/test", "t", &b""[..]);
+    let options = crate::AppendOptions::new().expect(ExpectedLast::Empty);
+    for err in [
+        log.append_with(event.clone(), options).await.unwrap_err(),
+        log.append_batch_with(vec![event.clone()], options)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err.downcast_ref::<EventLogError>(),
+                Some(EventLogError::Unsupported { .. })
+            ),
+            "{err:?}"
+        );
+    }
+    let zero = crate::AppendOptions::new().expect(ExpectedLast::SeqNo(0));
+    let err = log.append_with(event, zero).await.unwrap_err();
+    assert!(matches!(
+        err.downcast_ref::<EventLogError>(),
+        Some(EventLogError::InvalidPosition { .. })
+    ));
 }
