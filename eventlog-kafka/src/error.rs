@@ -34,7 +34,11 @@ pub(crate) fn from_kafka(
             | Code::NotCoordinator
             | Code::CoordinatorNotAvailable
             | Code::CoordinatorLoadInProgress
-            | Code::Resolve,
+            | Code::Resolve
+            // An append a replaced producer dropped: it failed because the
+            // broker did not answer in time.
+            | Code::PurgeQueue
+            | Code::PurgeInflight,
         ) => EventLogError::Unavailable {
             backend: BACKEND,
             source: Box::new(err),
