@@ -7,7 +7,7 @@ use crate::{Backend, Scale};
 use anyhow::{Context, Result};
 use conformance::harness::{KAFKA, NATS, REDIS, SharedBroker};
 use conformance::support::unique;
-use eventlog::EventEnvelope;
+use eventlog::{AppendOptions, EventEnvelope, EventLog, ExpectedLast};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,6 +157,14 @@ pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport>
             raw: raw_rate,
         });
     }
+    if backend != Backend::Kafka {
+        let scheme = match backend {
+            Backend::Redis => "redis",
+            _ => "nats",
+        };
+        let url = broker.as_ref().map(|b| b.url(scheme));
+        figures.extend(append_modes(url, counts.single).await?);
+    }
     latency.0 = measure_latency(ours.clone(), counts.latency).await?;
     if let Some(open) = &raw {
         latency.1 = Some(measure_latency(open.clone(), counts.latency).await?);
@@ -211,6 +219,65 @@ const WORKLOADS: [(&str, Workload); 6] = [
         Box::pin(consume(open, c.ack_100, 100))
     }),
 ];
+
+/// A log of its own through EventLog: on the broker at `url` (the
+/// in-memory log without one), deduplicating appends or not.
+async fn own_log(url: Option<&str>, dedup: bool) -> Result<Arc<dyn EventLog>> {
+    let log = unique("modes");
+    Ok(match url {
+        Some(url) => {
+            let options = if dedup { "" } else { "?dedup_window_ms=0" };
+            eventlog::connect(&format!("{url}/{log}{options}")).await?
+        }
+        None => {
+            let window = if dedup {
+                eventlog::DEFAULT_DEDUP_WINDOW
+            } else {
+                Duration::ZERO
+            };
+            Arc::new(
+                eventlog::memory::InMemoryEventLog::builder()
+                    .with_dedup_window(window)
+                    .build(),
+            )
+        }
+    })
+}
+
+/// The cost of idempotence and of conditions: `n` appends one at a time
+/// through EventLog with deduplication off, on (the default), and on with
+/// each append expecting the number the one before returned.
+async fn append_modes(url: Option<String>, n: usize) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for (workload, dedup, conditional) in [
+        ("append, deduplication off", false, false),
+        ("append, deduplicated (default)", true, false),
+        ("append, deduplicated, expecting the last", true, true),
+    ] {
+        let log = own_log(url.as_deref(), dedup).await?;
+        let mut last = Some(log.append(events(1).remove(0)).await?);
+        let started = Instant::now();
+        for event in events(n) {
+            let expected = if conditional {
+                ExpectedLast::at(last)
+            } else {
+                ExpectedLast::Any
+            };
+            let appended = log
+                .append_with(event, AppendOptions::new().expect(expected))
+                .await?;
+            last = Some(appended.seq_no());
+        }
+        let eventlog = rate(n, started);
+        eprintln!("   {workload}: {eventlog:.0}/s");
+        figures.push(Figure {
+            workload: workload.to_owned(),
+            eventlog,
+            raw: None,
+        });
+    }
+    Ok(figures)
+}
 
 fn rate(n: usize, started: Instant) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()

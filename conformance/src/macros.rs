@@ -16,8 +16,8 @@
 /// * `contract_tests!(retention: fixture)`: C32, events removed as
 ///   retention would, for a broker whose test build can remove them (tansu
 ///   0.6 fails `DeleteRecords`; `docs/kafka-test-broker.md`).
-/// * `contract_tests!(deletion: fixture)`: R02, C33 and C34, a log deleted under
-///   a live subscription, for a broker whose test build survives that
+/// * `contract_tests!(deletion: fixture)`: R02, C33, C34 and C44, a log
+///   deleted under a live subscription or between appends, for a broker whose test build survives that
 ///   (tansu 0.6 crashes librdkafka there; `docs/kafka-test-broker.md`).
 ///
 /// ```text
@@ -101,6 +101,7 @@ macro_rules! contract_tests {
         $crate::__tests!(clauses, $fixture;
             c33_reused_numbers_are_reported,
             c34_a_deleted_log_is_reported,
+            c44_a_recreated_log_does_not_answer_for_the_deleted_one,
         );
     };
 }

@@ -39,8 +39,12 @@ async fn times_out<T: std::fmt::Debug>(
         Ok(value) => bail!("{what} returned {value:?} while the broker was unreachable"),
         Err(err) => err,
     };
-    let unreachable =
-        |e: &EventLogError| matches!(e, EventLogError::Timeout { .. } | EventLogError::Unavailable { .. });
+    let unreachable = |e: &EventLogError| {
+        matches!(
+            e,
+            EventLogError::Timeout { .. } | EventLogError::Unavailable { .. }
+        )
+    };
     let typed = err.downcast_ref::<EventLogError>();
     let expected = if append && log.capabilities().dedup_window.is_none() {
         matches!(typed, Some(EventLogError::AppendUnconfirmed { source, .. }) if unreachable(source))

@@ -176,7 +176,9 @@ pub enum EventLogError {
     /// An append failed in a way that leaves its outcome unknown (its
     /// events may be stored), on a log that does not deduplicate: a retry
     /// could store them twice. Read the log to find out. Not retryable.
-    #[error("{operation} may or may not have stored its events; {backend} cannot recognise a retry")]
+    #[error(
+        "{operation} may or may not have stored its events; {backend} cannot recognise a retry"
+    )]
     AppendUnconfirmed {
         /// The backend, such as `kafka`.
         backend: &'static str,

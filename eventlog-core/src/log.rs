@@ -128,8 +128,11 @@ pub trait EventLog: Send + Sync {
     /// [`Appended::Duplicate`], not a conflict. A backend without
     /// [`Capabilities::conditional_append`] refuses conditions with
     /// [`Unsupported`](EventLogError::Unsupported).
-    async fn append_with(&self, envelope: EventEnvelope, options: AppendOptions)
-    -> Result<Appended>;
+    async fn append_with(
+        &self,
+        envelope: EventEnvelope,
+        options: AppendOptions,
+    ) -> Result<Appended>;
 
     /// Stores `envelopes` in the order given and returns their sequence
     /// numbers, strictly increasing. An invalid envelope anywhere refuses the

@@ -49,18 +49,16 @@ impl InMemoryLogs {
     pub fn open(&self, name: &str) -> Result<InMemoryEventLog, EventLogError> {
         validate::log_name(name)?;
         let mut logs = self.logs.lock().expect("log set lock poisoned");
-        let log = logs
-            .entry(name.to_owned())
-            .or_insert_with(|| {
-                let mut builder = InMemoryEventLog::builder();
-                if let Some(max) = self.max_payload {
-                    builder = builder.with_max_payload(max);
-                }
-                if let Some(window) = self.dedup_window {
-                    builder = builder.with_dedup_window(window);
-                }
-                builder.build()
-            });
+        let log = logs.entry(name.to_owned()).or_insert_with(|| {
+            let mut builder = InMemoryEventLog::builder();
+            if let Some(max) = self.max_payload {
+                builder = builder.with_max_payload(max);
+            }
+            if let Some(window) = self.dedup_window {
+                builder = builder.with_dedup_window(window);
+            }
+            builder.build()
+        });
         Ok(log.clone())
     }
 }

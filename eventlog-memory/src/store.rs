@@ -78,10 +78,10 @@ impl Store {
             .as_ref()
             .map(|d| d.lock().expect("dedup lock poisoned"));
         let seen = dedup.as_ref().map(|d| (d.hash(&event), Instant::now()));
-        if let (Some(d), Some((hash, now))) = (&dedup, seen) {
-            if let Some(seq_no) = d.find(hash, &event, &events, now) {
-                return Ok(Appended::Duplicate(seq_no));
-            }
+        if let (Some(d), Some((hash, now))) = (&dedup, seen)
+            && let Some(seq_no) = d.find(hash, &event, &events, now)
+        {
+            return Ok(Appended::Duplicate(seq_no));
         }
         Self::conflict(expected, &events)?;
         let seq_no = events.len() as SeqNo + 1;
@@ -119,7 +119,9 @@ impl Store {
                 e.seq_no = Some(n);
                 e
             }));
-            return Ok((first..=events.len() as SeqNo).map(Appended::Stored).collect());
+            return Ok((first..=events.len() as SeqNo)
+                .map(Appended::Stored)
+                .collect());
         };
         let mut dedup = dedup.lock().expect("dedup lock poisoned");
         let now = Instant::now();

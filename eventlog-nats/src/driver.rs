@@ -68,8 +68,8 @@ impl NatsDriver {
         let stream = bounded("connect", timeout, open_stream(&client, &js, &config)).await?;
         let max_message = client.server_info().max_payload;
         let subject = config.subject();
-        let dedup_window = (!config.dedup_window.is_zero())
-            .then(|| stream.cached_info().config.duplicate_window);
+        let dedup_window =
+            (!config.dedup_window.is_zero()).then(|| stream.cached_info().config.duplicate_window);
         Ok(Self {
             dedup_window,
             config,
@@ -122,11 +122,15 @@ impl NatsDriver {
         }
     }
 
+    /// The outcome of `event`'s publish. `retried_at` is where an earlier
+    /// attempt of a conditional append would have stored it: just after
+    /// the position it expected (for a batch, after the event before it).
     async fn await_ack(
         &self,
         event: &EventEnvelope,
         ack: jetstream::context::PublishAckFuture,
         expected: ExpectedLast,
+        retried_at: SeqNo,
     ) -> Result<Appended, EventLogError> {
         match ack.await {
             Ok(ack) if ack.duplicate => Ok(Appended::Duplicate(ack.sequence)),
@@ -140,15 +144,13 @@ impl NatsDriver {
                     Some(n) => n,
                     None => self.last_seq_no().await?,
                 };
-                // The server checks the condition before the message id:
-                // the retry of a conditional append that was stored finds
-                // its event just after the position it expected.
-                let retried = expected.as_last().map_or(0, |last| last + 1);
+                // The server checks the condition before the message id: a
+                // retry finds what an earlier attempt stored with one look.
                 if self.dedup_window.is_some()
-                    && (1..=actual).contains(&retried)
-                    && self.stored_as(&dedup_key(event), retried).await?
+                    && (1..=actual).contains(&retried_at)
+                    && self.stored_as(&dedup_key(event), retried_at).await?
                 {
-                    return Ok(Appended::Duplicate(retried));
+                    return Ok(Appended::Duplicate(retried_at));
                 }
                 Err(EventLogError::Conflict {
                     expected,
@@ -264,8 +266,9 @@ impl Driver for NatsDriver {
         event: EventEnvelope,
         expected: ExpectedLast,
     ) -> Result<Appended, EventLogError> {
-        self.await_ack(&event, self.publish(&event, expected).await?, expected)
-            .await
+        let retried_at = expected.as_last().map_or(0, |last| last + 1);
+        let ack = self.publish(&event, expected).await?;
+        self.await_ack(&event, ack, expected, retried_at).await
     }
 
     async fn append_batch(
@@ -280,13 +283,14 @@ impl Driver for NatsDriver {
             // a condition between two of them fails the rest with a
             // conflict (docs/reliability.md).
             let mut expected = expected;
+            let mut retried_at = expected.as_last().map_or(0, |last| last + 1);
             for event in &events {
-                let outcome = self
-                    .await_ack(event, self.publish(event, expected).await?, expected)
-                    .await?;
+                let ack = self.publish(event, expected).await?;
+                let outcome = self.await_ack(event, ack, expected, retried_at).await?;
                 if let Appended::Stored(n) = outcome {
                     expected = ExpectedLast::SeqNo(n);
                 }
+                retried_at = outcome.seq_no() + 1;
                 appended.push(outcome);
             }
             return Ok(appended);
@@ -298,7 +302,8 @@ impl Driver for NatsDriver {
             acks.push(self.publish(event, expected).await?);
         }
         for (event, ack) in events.iter().zip(acks) {
-            appended.push(self.await_ack(event, ack, expected).await?);
+            // Without a condition there is no conflict to look behind.
+            appended.push(self.await_ack(event, ack, expected, 0).await?);
         }
         Ok(appended)
     }

@@ -145,57 +145,73 @@ pub(crate) static LAST: LazyLock<Script> =
 /// same `source` and `id` (so a log deleted and created again within the
 /// window never answers with another event), or an earlier event of the
 /// batch; it is recognised before the condition is checked.
+///
+/// Lean on purpose, without [`HELPERS`]: it runs for every append, and a
+/// script's own cost on the server is most of what it adds to an `XADD`.
 pub(crate) static APPEND: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r#"{HELPERS}
+    Script::new(
+        r#"
 local key, window, expected = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-local count, arg = tonumber(ARGV[3]), 4
-local events, fresh = {{}}, false
-local function field(from, to, name)
-  for j = from, to - 1, 2 do if ARGV[j] == name then return ARGV[j + 1] end end
+local count = tonumber(ARGV[3])
+-- The number under which the event in ARGV[from..to] is stored, if the
+-- key `dkey` names an entry with its source and id.
+local function stored_as(dkey, from, to)
+  local stored = redis.call('GET', dkey)
+  if not stored then return nil end
+  local entry = redis.call('XRANGE', key, '0-' .. stored, '0-' .. stored)
+  if #entry == 0 then return nil end
+  local want, same, f = {}, 0, entry[1][2]
+  for j = from, to, 2 do
+    if ARGV[j] == 'source' or ARGV[j] == 'id' then want[ARGV[j]] = ARGV[j + 1] end
+  end
+  for j = 1, #f, 2 do
+    if want[f[j]] ~= nil and want[f[j]] == f[j + 1] then same = same + 1 end
+  end
+  if same == 2 then return tonumber(stored) end
 end
+if count == 1 and expected < 0 then
+  -- The common append: deduplicated, no condition.
+  local dup = stored_as(KEYS[2], 5, #ARGV)
+  if dup then return {1, -dup} end
+  local n = tonumber(string.sub(redis.call('XADD', key, '0-*', unpack(ARGV, 5)), 3))
+  redis.call('SET', KEYS[2], n, 'PX', window)
+  return {1, n}
+end
+local arg, fresh, events, firsts = 4, false, {}, {}
 for i = 1, count do
-  local n = tonumber(ARGV[arg])
-  local e = {{from = arg + 1, to = arg + 1 + n}}
-  arg = arg + 1 + n
+  local e = {from = arg + 1, to = arg + tonumber(ARGV[arg])}
+  arg = e.to + 1
   if window > 0 then
-    local dkey = KEYS[i + 1]
-    local stored = redis.call('GET', dkey)
-    if stored then
-      local entry = redis.call('XRANGE', key, '0-' .. stored, '0-' .. stored)
-      if #entry == 1 then
-        local f = entry[1][2]
-        local same = 0
-        for j = 1, #f, 2 do
-          if (f[j] == 'source' or f[j] == 'id') and f[j + 1] == field(e.from, e.to, f[j]) then same = same + 1 end
-        end
-        if same == 2 then e.dup = tonumber(stored) end
-      end
-    end
+    e.dup = stored_as(KEYS[i + 1], e.from, e.to)
     if not e.dup then
-      for j = 1, i - 1 do
-        if KEYS[j + 1] == dkey and not events[j].dup and not events[j].same then e.same = j break end
-      end
+      e.same = firsts[KEYS[i + 1]]
+      if not e.same then firsts[KEYS[i + 1]] = i end
     end
   end
   if not e.dup and not e.same then fresh = true end
   events[i] = e
 end
 if expected >= 0 and fresh then
-  local last = last_seq(key)
-  if last ~= expected then return {{0, last}} end
+  local last = 0
+  if redis.call('EXISTS', key) == 1 then
+    local info = redis.call('XINFO', 'STREAM', key)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then last = tonumber(string.sub(info[i + 1], 3)) end
+    end
+  end
+  if last ~= expected then return {0, last} end
 end
-local out = {{1}}
+local out = {1}
 for i, e in ipairs(events) do
   if e.dup then out[i + 1] = -e.dup
   elseif e.same then out[i + 1] = -out[e.same + 1]
   else
-    local n = seq(redis.call('XADD', key, '0-*', unpack(ARGV, e.from, e.to - 1)))
+    local n = tonumber(string.sub(redis.call('XADD', key, '0-*', unpack(ARGV, e.from, e.to)), 3))
     if window > 0 then redis.call('SET', KEYS[i + 1], n, 'PX', window) end
     out[i + 1] = n
   end
 end
 return out
-"#
-    ))
+"#,
+    )
 });

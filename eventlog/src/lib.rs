@@ -41,9 +41,10 @@ mod copy;
 pub use connect::{BACKENDS, Backend, connect};
 pub use copy::{CopyReport, copy};
 pub use eventlog_core::{
-    AttributeReader, BoxError, Capabilities, CheckedEventStream, ConsumerState, EventEnvelope,
-    EventLog, EventLogError, EventLogExt, EventStream, Result, SPEC_VERSION, Secret, SeekPosition,
-    SeqNo, attributes, driver, redact_url, validate,
+    AppendOptions, Appended, AttributeReader, BoxError, Capabilities, CheckedEventStream,
+    ConsumerState, DEFAULT_DEDUP_WINDOW, EventEnvelope, EventLog, EventLogError, EventLogExt,
+    EventStream, ExpectedLast, Result, SPEC_VERSION, Secret, SeekPosition, SeqNo, attributes,
+    driver, redact_url, validate,
 };
 
 /// The in-memory backend.

@@ -230,7 +230,8 @@ pub async fn c43_a_retry_after_an_unknown_outcome_stores_once(fx: &dyn Fixture) 
     // Each writer appends until stopped, retrying a failed append with the
     // same envelope where the log deduplicates.
     for w in 0..WRITERS {
-        let (log, stored, failed, stop) = (log.clone(), stored.clone(), failed.clone(), stop.clone());
+        let (log, stored, failed, stop) =
+            (log.clone(), stored.clone(), failed.clone(), stop.clone());
         writers.push(tokio::spawn(async move {
             let mut appended = BTreeMap::new();
             let mut i = 0;

@@ -34,7 +34,10 @@ fn retried(event: &EventEnvelope) -> EventEnvelope {
 
 async fn expect_last(log: &dyn EventLog, expected: Option<SeqNo>, what: &str) -> Result<()> {
     let last = log.try_last_seq_no().await?;
-    ensure!(last == expected, "{what}: last_seq_no is {last:?}, expected {expected:?}");
+    ensure!(
+        last == expected,
+        "{what}: last_seq_no is {last:?}, expected {expected:?}"
+    );
     Ok(())
 }
 
@@ -104,9 +107,7 @@ pub async fn c38_a_retried_append_is_stored_once(fx: &dyn Fixture) -> Result<()>
 
 /// C39 An event with the same `id` and another `source` is another event: it
 /// is always stored, alone or in the same batch.
-pub async fn c39_the_same_id_from_another_source_is_another_event(
-    fx: &dyn Fixture,
-) -> Result<()> {
+pub async fn c39_the_same_id_from_another_source_is_another_event(fx: &dyn Fixture) -> Result<()> {
     let name = unique("c39");
     let log = fx.open(&name).await?;
     let id = unique("shared-id");
@@ -117,7 +118,8 @@ pub async fn c39_the_same_id_from_another_source_is_another_event(
     let joined = EventEnvelope::new("/orders/", "t", &b"3"[..]).with_id(&id[1..]);
     let alone = [
         log.append_with(mine.clone(), AppendOptions::new()).await?,
-        log.append_with(theirs.clone(), AppendOptions::new()).await?,
+        log.append_with(theirs.clone(), AppendOptions::new())
+            .await?,
     ];
     ensure!(
         alone == [Appended::Stored(1), Appended::Stored(2)],
@@ -230,7 +232,9 @@ pub async fn c41_conditional_appends_store_only_at_the_expected_end(
     let events: Vec<EventEnvelope> = (0..4).map(event).collect();
     let call = |what: &str| format!("log {name}: {what}");
     ensure!(
-        log.append_with(events[0].clone(), at(ExpectedLast::Empty)).await? == Appended::Stored(1),
+        log.append_with(events[0].clone(), at(ExpectedLast::Empty))
+            .await?
+            == Appended::Stored(1),
         "{}",
         call("the first append expecting an empty log was not stored as 1")
     );
@@ -384,6 +388,34 @@ pub async fn c42_concurrent_conditional_writers_never_lose_or_double(
     Ok(())
 }
 
+/// C44 A log deleted and created again keeps nothing of the deleted one's
+/// deduplication: an event the deleted log held is stored in the new log,
+/// never answered with a number under which the new log holds another
+/// event.
+pub async fn c44_a_recreated_log_does_not_answer_for_the_deleted_one(
+    fx: &dyn Fixture,
+) -> Result<()> {
+    let broker = fx
+        .broker()
+        .ok_or_else(|| anyhow::anyhow!("C44 needs a broker, and this fixture has none"))?;
+    let name = unique("c44");
+    let old = fx.open(&name).await?;
+    crate::support::append_n(&*old, 2).await?;
+    let e = event(7);
+    let first = old.append_with(e.clone(), AppendOptions::new()).await?;
+    ensure!(first == Appended::Stored(3), "log {name}: {first:?}, expected Stored(3)");
+    broker.raw_delete(&name).await?;
+    let new = fx.open(&name).await?;
+    crate::support::append_n(&*new, 3).await?;
+    let again = new.append_with(e.clone(), AppendOptions::new()).await?;
+    ensure!(
+        again == Appended::Stored(4),
+        "log {name}, deleted and created again: an event of the deleted log gave {again:?}; \
+         expected Stored(4)"
+    );
+    Ok(())
+}
+
 /// Checks that `log` holds `stored` (id by number) and nothing else up to
 /// its end, within [`DEADLINE`].
 pub(crate) async fn expect_stored_exactly(
@@ -396,7 +428,10 @@ pub(crate) async fn expect_stored_exactly(
     let mut seen = std::collections::HashMap::new();
     for (i, id) in ids.iter().enumerate() {
         if let Some(earlier) = seen.insert(id.clone(), i + 1) {
-            bail!("{what}: event {id} stored twice, at {earlier} and {}", i + 1);
+            bail!(
+                "{what}: event {id} stored twice, at {earlier} and {}",
+                i + 1
+            );
         }
     }
     for (n, id) in stored {

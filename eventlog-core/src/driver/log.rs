@@ -338,7 +338,10 @@ impl<T: AsDriverLog> EventLog for T {
         // The generic log's own future, not `append_with`'s boxed one: one
         // allocation per append, not two.
         let log = self.driver_log();
-        Ok(log.append_event(envelope, ExpectedLast::Any).await?.seq_no())
+        Ok(log
+            .append_event(envelope, ExpectedLast::Any)
+            .await?
+            .seq_no())
     }
 
     async fn append_with(
