@@ -131,6 +131,14 @@ impl KafkaConfig {
                 Some(CommonOption::CaFile(path)) => {
                     builder.with_ca_location(path.display().to_string())
                 }
+                // Off is what Kafka has; anything else cannot be honoured.
+                Some(CommonOption::DedupWindow(window)) if window.is_zero() => builder,
+                Some(CommonOption::DedupWindow(_)) => {
+                    return Err(EventLogError::InvalidConfig {
+                        reason: "kafka does not deduplicate appends (no dedup_window_ms but 0)"
+                            .into(),
+                    });
+                }
                 // librdkafka's fetches have no block time of ours.
                 Some(_) => return Err(option.unknown(crate::error::BACKEND)),
                 None => match option.key() {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The [`Driver`] of an in-memory log: a handle on its store.
 #[derive(Debug, Clone)]
@@ -77,9 +77,9 @@ impl Store {
             .dedup
             .as_ref()
             .map(|d| d.lock().expect("dedup lock poisoned"));
-        let seen = dedup.as_ref().map(|d| (d.hash(&event), Instant::now()));
-        if let (Some(d), Some((hash, now))) = (&dedup, seen)
-            && let Some(seq_no) = d.find(hash, &event, &events, now)
+        let hash = dedup.as_ref().map(|d| d.hash(&event));
+        if let (Some(d), Some(hash)) = (&mut dedup, hash)
+            && let Some(seq_no) = d.find(hash, &event, &events)
         {
             return Ok(Appended::Duplicate(seq_no));
         }
@@ -87,8 +87,8 @@ impl Store {
         let seq_no = events.len() as SeqNo + 1;
         event.seq_no = Some(seq_no);
         events.push(event);
-        if let (Some(d), Some((hash, now))) = (&mut dedup, seen) {
-            d.insert(hash, seq_no, now);
+        if let (Some(d), Some(hash)) = (&mut dedup, hash) {
+            d.insert(hash, seq_no);
         }
         Ok(Appended::Stored(seq_no))
     }
@@ -124,7 +124,6 @@ impl Store {
                 .collect());
         };
         let mut dedup = dedup.lock().expect("dedup lock poisoned");
-        let now = Instant::now();
         let mut plans = Vec::with_capacity(batch.len());
         for (index, event) in batch.iter().enumerate() {
             let hash = dedup.hash(event);
@@ -133,7 +132,7 @@ impl Store {
                     && e.source == event.source
                     && e.id == event.id
             });
-            plans.push(match (dedup.find(hash, event, &events, now), earlier) {
+            plans.push(match (dedup.find(hash, event, &events), earlier) {
                 (Some(seq_no), _) => Plan::Stored(seq_no),
                 (None, Some(index)) => Plan::SameAs(index),
                 (None, None) => Plan::Store(Some(hash)),
@@ -150,7 +149,7 @@ impl Store {
                     event.seq_no = Some(seq_no);
                     events.push(event);
                     if let Some(hash) = hash {
-                        dedup.insert(hash, seq_no, now);
+                        dedup.insert(hash, seq_no);
                     }
                     Appended::Stored(seq_no)
                 }

@@ -403,7 +403,10 @@ pub async fn c44_a_recreated_log_does_not_answer_for_the_deleted_one(
     crate::support::append_n(&*old, 2).await?;
     let e = event(7);
     let first = old.append_with(e.clone(), AppendOptions::new()).await?;
-    ensure!(first == Appended::Stored(3), "log {name}: {first:?}, expected Stored(3)");
+    ensure!(
+        first == Appended::Stored(3),
+        "log {name}: {first:?}, expected Stored(3)"
+    );
     broker.raw_delete(&name).await?;
     let new = fx.open(&name).await?;
     crate::support::append_n(&*new, 3).await?;

@@ -312,12 +312,14 @@ async fn conditions_are_refused_where_the_driver_cannot_check_them() {
 
 #[test]
 fn dedup_keys_tell_every_pair_apart_and_never_change() {
-    let pair = |source: &str, id: &str| {
-        dedup_key(&EventEnvelope::new(source, "t", &b""[..]).with_id(id))
-    };
+    let pair =
+        |source: &str, id: &str| dedup_key(&EventEnvelope::new(source, "t", &b""[..]).with_id(id));
     let key = pair("/orders", "42");
     assert_eq!(key.len(), 32);
-    assert!(key.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        key.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     // The same pair, whatever else the event holds.
     let other_payload = EventEnvelope::new("/orders", "other.type", &b"x"[..]).with_id("42");
     assert_eq!(dedup_key(&other_payload), key);
