@@ -47,7 +47,8 @@ struct Store {
 
 /// What a batch does with one of its events.
 enum Plan {
-    Store(Option<u64>),
+    /// A new event, of this hash.
+    Store(u64),
     Stored(SeqNo),
     /// A duplicate of the batch's event at this index.
     SameAs(usize),
@@ -125,17 +126,21 @@ impl Store {
         };
         let mut dedup = dedup.lock().expect("dedup lock poisoned");
         let mut plans = Vec::with_capacity(batch.len());
+        // The first event of the batch under each hash, confirmed by its pair.
+        let mut firsts: HashMap<u64, usize> = HashMap::with_capacity(batch.len());
         for (index, event) in batch.iter().enumerate() {
             let hash = dedup.hash(event);
-            let earlier = batch[..index].iter().zip(&plans).position(|(e, plan)| {
-                matches!(plan, Plan::Store(Some(h)) if *h == hash)
-                    && e.source == event.source
-                    && e.id == event.id
-            });
+            let earlier = firsts
+                .get(&hash)
+                .copied()
+                .filter(|&i| batch[i].source == event.source && batch[i].id == event.id);
             plans.push(match (dedup.find(hash, event, &events), earlier) {
                 (Some(seq_no), _) => Plan::Stored(seq_no),
                 (None, Some(index)) => Plan::SameAs(index),
-                (None, None) => Plan::Store(Some(hash)),
+                (None, None) => {
+                    firsts.entry(hash).or_insert(index);
+                    Plan::Store(hash)
+                }
             });
         }
         if plans.iter().any(|p| matches!(p, Plan::Store(_))) {
@@ -148,9 +153,7 @@ impl Store {
                     let seq_no = events.len() as SeqNo + 1;
                     event.seq_no = Some(seq_no);
                     events.push(event);
-                    if let Some(hash) = hash {
-                        dedup.insert(hash, seq_no);
-                    }
+                    dedup.insert(hash, seq_no);
                     Appended::Stored(seq_no)
                 }
                 Plan::Stored(seq_no) => Appended::Duplicate(seq_no),

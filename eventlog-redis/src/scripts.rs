@@ -153,10 +153,9 @@ pub(crate) static APPEND: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local key, window, expected = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
--- The number under which the event in ARGV[from..to] is stored, if the
--- key `dkey` names an entry with its source and id.
-local function stored_as(dkey, from, to)
-  local stored = redis.call('GET', dkey)
+-- The number under which the event in ARGV[from..to] is stored, if
+-- `stored`, the value of its dedup key, names an entry with its source and id.
+local function stored_as(stored, from, to)
   if not stored then return nil end
   local entry = redis.call('XRANGE', key, '0-' .. stored, '0-' .. stored)
   if #entry == 0 then return nil end
@@ -171,18 +170,25 @@ local function stored_as(dkey, from, to)
 end
 if count == 1 and expected < 0 then
   -- The common append: deduplicated, no condition.
-  local dup = stored_as(KEYS[2], 5, #ARGV)
+  local dup = stored_as(redis.call('GET', KEYS[2]), 5, #ARGV)
   if dup then return {1, -dup} end
   local n = tonumber(string.sub(redis.call('XADD', key, '0-*', unpack(ARGV, 5)), 3))
   redis.call('SET', KEYS[2], n, 'PX', window)
   return {1, n}
 end
-local arg, fresh, events, firsts = 4, false, {}, {}
+local arg, fresh, events, firsts, found = 4, false, {}, {}, {}
+if window > 0 then
+  -- One MGET per thousand keys, not a GET per event.
+  for from = 2, count + 1, 1000 do
+    local values = redis.call('MGET', unpack(KEYS, from, math.min(from + 999, count + 1)))
+    for j, v in ipairs(values) do found[from - 2 + j] = v end
+  end
+end
 for i = 1, count do
   local e = {from = arg + 1, to = arg + tonumber(ARGV[arg])}
   arg = e.to + 1
   if window > 0 then
-    e.dup = stored_as(KEYS[i + 1], e.from, e.to)
+    e.dup = stored_as(found[i], e.from, e.to)
     if not e.dup then
       e.same = firsts[KEYS[i + 1]]
       if not e.same then firsts[KEYS[i + 1]] = i end

@@ -201,6 +201,35 @@ async fn cli_and_examples(url: String) -> Result<()> {
         "ack 99: {stderr:?}"
     );
 
+    // A conditional append: refused on a stale expectation, stored on the
+    // right one; Kafka refuses conditions altogether.
+    let append_expecting = |last: &'static str, data: &'static str| {
+        let url = url.clone();
+        async move {
+            let args = ["append", "--type", "t", "--expect-last", last, data];
+            cli_output(&url, &args, None).await
+        }
+    };
+    let stale = append_expecting("4", "late").await?;
+    let stderr = String::from_utf8(stale.stderr)?;
+    if url.starts_with("kafka://") {
+        ensure!(
+            !stale.status.success() && stderr.contains("does not support conditional appends"),
+            "append --expect-last on Kafka: {stderr:?}"
+        );
+    } else {
+        ensure!(
+            !stale.status.success() && stderr.contains("the log's last event is 5"),
+            "append --expect-last 4 on a log ending at 5: {stderr:?}"
+        );
+        let on_time = append_expecting("5", "on time").await?;
+        let printed = String::from_utf8(on_time.stdout)?;
+        ensure!(
+            on_time.status.success() && printed.trim() == "6",
+            "append --expect-last 5 printed {printed:?}"
+        );
+    }
+
     let quickstart = run_example("quickstart", &url).await?;
     ensure!(
         quickstart.contains("billing lag: 1 event(s)"),

@@ -7,7 +7,9 @@ mod output;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use eventlog::{EventEnvelope, EventLog, SeekPosition, SeqNo};
+use eventlog::{
+    AppendOptions, Appended, EventEnvelope, EventLog, ExpectedLast, SeekPosition, SeqNo,
+};
 use futures::StreamExt;
 use output::Format;
 use std::io::BufRead;
@@ -102,8 +104,25 @@ struct AppendArgs {
     /// An extension attribute, name=value (repeatable).
     #[arg(long = "ext", value_parser = parse_extension)]
     extensions: Vec<(String, String)>,
+    /// Store only if the log's last sequence number is this one (`empty`
+    /// for an empty log); otherwise fail with a conflict naming the
+    /// actual last number.
+    #[arg(long, value_parser = parse_expected)]
+    expect_last: Option<ExpectedLast>,
     /// The payload, as text.
     data: Option<String>,
+}
+
+fn parse_expected(text: &str) -> Result<ExpectedLast, String> {
+    match text {
+        "empty" => Ok(ExpectedLast::Empty),
+        n => match n.parse() {
+            Ok(0) | Err(_) => Err(format!(
+                "`{text}` is not a sequence number (1 or more) or `empty`"
+            )),
+            Ok(n) => Ok(ExpectedLast::SeqNo(n)),
+        },
+    }
 }
 
 fn parse_extension(text: &str) -> Result<(String, String), String> {
@@ -231,6 +250,14 @@ async fn append(log: &dyn EventLog, args: AppendArgs) -> Result<()> {
     for (name, value) in args.extensions {
         event = event.with_extension(name, value);
     }
-    println!("{}", log.append(event).await?);
+    let options = AppendOptions::new().expect(args.expect_last.unwrap_or_default());
+    match log.append_with(event, options).await? {
+        Appended::Stored(n) => println!("{n}"),
+        Appended::Duplicate(n) => {
+            println!("{n}");
+            eprintln!("already stored as {n} (same source and id): nothing appended");
+        }
+        other => println!("{}", other.seq_no()),
+    }
     Ok(())
 }
