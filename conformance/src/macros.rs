@@ -59,6 +59,8 @@ macro_rules! contract_tests {
             c40_the_window_expires,
             c41_conditional_appends_store_only_at_the_expected_end,
             c42_concurrent_conditional_writers_never_lose_or_double,
+            c45_a_live_subscription_follows_its_consumer,
+            c46_a_move_elsewhere_never_breaks_a_live_subscription,
         );
         $crate::__tests!(reliability, $fixture;
             r03_every_refusal_leaves_the_log_as_it_was,

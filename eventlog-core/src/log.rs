@@ -207,6 +207,12 @@ pub trait EventLog: Send + Sync {
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<()>;
 
     /// Sets where the next `subscribe(consumer, LastAcknowledged)` starts.
+    ///
+    /// A live subscription of `consumer` opened on this handle follows a
+    /// move forward (its next event is the new position) and ignores one
+    /// backwards (it never delivers again what it delivered); so does one
+    /// moved past by an [`ack`](Self::ack). See `docs/reliability.md` for
+    /// moves made through other handles.
     async fn seek(&self, consumer: &str, position: SeekPosition) -> Result<()>;
 
     /// The highest sequence number stored, `None` for an empty log or when the

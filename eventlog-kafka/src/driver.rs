@@ -256,17 +256,19 @@ impl KafkaDriver {
         }
     }
 
-    /// The high watermark: the offset the next event gets, which is the
-    /// sequence number of the last one.
-    async fn high_watermark(&self) -> Result<SeqNo, EventLogError> {
+    /// The low and high watermarks: the offset of the first stored event,
+    /// and the offset the next event gets. Offsets are sequence numbers
+    /// minus one, so the high watermark is the last sequence number and the
+    /// low one plus one the first.
+    async fn watermarks(&self) -> Result<(SeqNo, SeqNo), EventLogError> {
         let producer = self.producer();
         let topic = self.topic.clone();
-        let (_, high) = self
+        let (low, high) = self
             .blocking("last_seq_no", move |t| {
                 producer.client().fetch_watermarks(&topic, PARTITION, t)
             })
             .await?;
-        Ok(high.max(0) as SeqNo)
+        Ok((low.max(0) as SeqNo, high.max(0) as SeqNo))
     }
 
     /// The offset client of `consumer`'s group.
@@ -427,7 +429,11 @@ impl Driver for KafkaDriver {
     }
 
     async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
-        self.high_watermark().await
+        Ok(self.watermarks().await?.1)
+    }
+
+    async fn first_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        Ok(self.watermarks().await?.0 + 1)
     }
 
     async fn acknowledged(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
@@ -455,7 +461,7 @@ impl Driver for KafkaDriver {
     async fn open_reader(&self, consumer: &str, from: SeqNo) -> Result<KafkaReader, EventLogError> {
         // Reading past the end is out of range for Kafka: start at the end;
         // the generic log skips up to `from`.
-        let end = self.high_watermark().await?;
+        let end = self.watermarks().await?.1;
         let reader = self.stream_consumer(consumer, (from - 1).min(end))?;
         Ok(KafkaReader::new(self, reader))
     }

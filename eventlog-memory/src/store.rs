@@ -257,6 +257,11 @@ impl Driver for MemoryDriver {
         Ok(self.store.last())
     }
 
+    async fn first_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        // Nothing is ever removed.
+        Ok(1)
+    }
+
     async fn acknowledged(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
         Ok(self
             .store

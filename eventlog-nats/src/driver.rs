@@ -313,6 +313,14 @@ impl Driver for NatsDriver {
         Ok(info.state.last_sequence)
     }
 
+    async fn first_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        let info = self.stream.get_info().await.map_err(|e| self.classify(e))?;
+        Ok(match info.state.messages {
+            0 => info.state.last_sequence + 1,
+            _ => info.state.first_sequence,
+        })
+    }
+
     async fn acknowledged(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
         Ok(self.ack_floor(consumer).await?.filter(|&floor| floor > 0))
     }

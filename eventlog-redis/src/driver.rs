@@ -209,6 +209,10 @@ impl Driver for RedisDriver {
         self.script(&scripts::LAST, &[]).await
     }
 
+    async fn first_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        self.script(&scripts::FIRST, &[]).await
+    }
+
     async fn acknowledged(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
         let (position, _last): (i64, u64) = self.script(&scripts::STATE, &[consumer]).await?;
         Ok(u64::try_from(position).ok().filter(|&p| p > 0))

@@ -221,3 +221,15 @@ return out
 "#,
     )
 });
+
+/// `KEYS[1]` stream: the first stored sequence number, the last plus one
+/// when none is stored (or the stream is missing).
+pub(crate) static FIRST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{HELPERS}
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first == 1 then return seq(first[1][1]) end
+return last_seq(KEYS[1]) + 1
+"#
+    ))
+});

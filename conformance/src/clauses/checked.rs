@@ -1,5 +1,5 @@
 //! Checked subscriptions and the rules the generic log applies once: C30,
-//! C36 and C37.
+//! C36, C37 and C45; and what only a broker can show: C31 to C34.
 
 use crate::Fixture;
 use crate::expect_refused;
@@ -144,6 +144,113 @@ async fn checked_items(
         }
     }
     Ok(items)
+}
+
+/// Fails unless `items` are exactly the events `expected`, in order.
+fn expect_events(
+    items: &[Result<EventEnvelope, EventLogError>],
+    expected: &[SeqNo],
+    what: &str,
+) -> Result<()> {
+    let got: Vec<Option<SeqNo>> = items
+        .iter()
+        .map(|item| item.as_ref().ok().and_then(|e| e.seq_no))
+        .collect();
+    ensure!(
+        items.iter().all(Result::is_ok)
+            && got == expected.iter().map(|&n| Some(n)).collect::<Vec<_>>(),
+        "{what}: expected events {expected:?}, got {}",
+        describe(items)
+    );
+    Ok(())
+}
+
+/// C45 A live subscription follows its consumer forward: after
+/// `seek(c, Sequence(n))` forward, or an `ack(c, n)` past what it
+/// delivered, made through the handle it was opened on, its next event is
+/// `n` (`n + 1` after the ack), with no `Gap` and without ending. After a
+/// seek backwards it does not deliver again what it delivered (the next
+/// `subscribe(c, LastAcknowledged)` starts there).
+pub async fn c45_a_live_subscription_follows_its_consumer(fx: &dyn Fixture) -> Result<()> {
+    let name = unique("c45");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 10).await?;
+    let c = unique("follower");
+    let mut stream = log.subscribe_checked(&c, SeekPosition::Beginning).await?;
+    let ctx = |what: &str| format!("log {name}: {what}");
+    expect_events(
+        &checked_items(&mut stream, 3, &name).await?,
+        &[1, 2, 3],
+        &ctx("from the beginning"),
+    )?;
+    log.seek(&c, SeekPosition::Sequence(8)).await?;
+    expect_events(
+        &checked_items(&mut stream, 1, &name).await?,
+        &[8],
+        &ctx("after a seek forward to 8 at 3"),
+    )?;
+    log.seek(&c, SeekPosition::Sequence(2)).await?;
+    append_n(&*log, 5).await?;
+    expect_events(
+        &checked_items(&mut stream, 3, &name).await?,
+        &[9, 10, 11],
+        &ctx("after a seek backwards to 2 at 8"),
+    )?;
+    let state = log.consumer_state(&c).await?;
+    ensure!(
+        state.last_acknowledged == Some(1),
+        "{}: the seek backwards left {:?}",
+        ctx("consumer state"),
+        state.last_acknowledged
+    );
+    log.ack(&c, 13).await?;
+    expect_events(
+        &checked_items(&mut stream, 1, &name).await?,
+        &[14],
+        &ctx("after an ack of 13 at 11"),
+    )
+}
+
+/// C46 A seek forward made through another handle (as another process
+/// would) while a subscription is live never makes the subscription report
+/// a gap or end: it goes on in order, from where it was or from the new
+/// position (which of the two is the backend's, documented in
+/// `docs/reliability.md`).
+pub async fn c46_a_move_elsewhere_never_breaks_a_live_subscription(fx: &dyn Fixture) -> Result<()> {
+    let name = unique("c46");
+    let (log, other) = (fx.open(&name).await?, fx.open(&name).await?);
+    append_n(&*log, 3).await?;
+    let c = unique("follower");
+    let mut stream = log.subscribe_checked(&c, SeekPosition::Beginning).await?;
+    expect_events(
+        &checked_items(&mut stream, 3, &name).await?,
+        &[1, 2, 3],
+        &format!("log {name}: from the beginning"),
+    )?;
+    // Past the end, so the subscription has read nothing beyond it yet: a
+    // reader that follows the broker's group jumps from 4 to 8.
+    other.seek(&c, SeekPosition::Sequence(8)).await?;
+    append_n(&*other, 9).await?;
+    let mut seen = Vec::new();
+    while seen.last() != Some(&12) {
+        let item = checked_items(&mut stream, 1, &name).await?.remove(0);
+        let seq_no = match item {
+            Ok(event) => event.seq(),
+            Err(err) => bail!(
+                "log {name}: after a seek to 8 through another handle at 3, the \
+                 subscription reported {err:?} (events so far {seen:?})"
+            ),
+        };
+        seen.push(seq_no);
+    }
+    let from_where_it_was: Vec<SeqNo> = (4..=12).collect();
+    let from_the_seek: Vec<SeqNo> = (8..=12).collect();
+    ensure!(
+        seen == from_where_it_was || seen == from_the_seek,
+        "log {name}: after a seek to 8 through another handle at 3, the subscription \
+         delivered {seen:?}; expected 4..=12 or 8..=12"
+    );
+    Ok(())
 }
 
 fn describe(items: &[Result<EventEnvelope, EventLogError>]) -> String {

@@ -96,6 +96,25 @@ pub(super) struct Shared<D> {
     /// the last: an ack up to it is in range without asking the broker.
     seen_last: AtomicU64,
     locks: Box<[Mutex<()>]>,
+    /// The live subscriptions of this handle, in the stripes of `locks`:
+    /// an ack or seek tells them where their consumer was moved.
+    follows: Box<[std::sync::Mutex<Vec<Follow>>]>,
+}
+
+/// A live subscription's mailbox for moves of its consumer.
+pub(super) struct Follow {
+    consumer: Arc<str>,
+    /// The next sequence number the consumer was last moved to (0: none).
+    pub(super) moved_to: Arc<AtomicU64>,
+}
+
+/// How a move changes a live subscription's mailbox.
+#[derive(Clone, Copy)]
+enum Move {
+    /// A seek: the consumer's next number is this one.
+    To(SeqNo),
+    /// An ack: the consumer's next number is at least this one.
+    AtLeast(SeqNo),
 }
 
 impl<D> Shared<D> {
@@ -116,7 +135,7 @@ impl<D> Shared<D> {
         self.seen_last.store(last, Ordering::Relaxed);
     }
 
-    fn lock_of(&self, consumer: &str) -> &Mutex<()> {
+    fn stripe_of(&self, consumer: &str) -> usize {
         // FNV-1a: names are short and chosen by the application, and a
         // shared stripe only serialises two consumers' acks.
         let hash = consumer
@@ -124,7 +143,47 @@ impl<D> Shared<D> {
             .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
                 (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
             });
-        &self.locks[(hash % self.locks.len() as u64) as usize]
+        (hash % self.locks.len() as u64) as usize
+    }
+
+    fn lock_of(&self, consumer: &str) -> &Mutex<()> {
+        &self.locks[self.stripe_of(consumer)]
+    }
+
+    fn follows_of(&self, consumer: &str) -> std::sync::MutexGuard<'_, Vec<Follow>> {
+        self.follows[self.stripe_of(consumer)]
+            .lock()
+            .expect("follow lock poisoned")
+    }
+
+    /// A mailbox for a new live subscription of `consumer`.
+    pub(super) fn follow(&self, consumer: &Arc<str>) -> Arc<AtomicU64> {
+        let moved_to = Arc::new(AtomicU64::new(0));
+        self.follows_of(consumer).push(Follow {
+            consumer: consumer.clone(),
+            moved_to: moved_to.clone(),
+        });
+        moved_to
+    }
+
+    /// Forgets the mailbox of a dropped subscription.
+    pub(super) fn unfollow(&self, consumer: &str, moved_to: &Arc<AtomicU64>) {
+        self.follows_of(consumer)
+            .retain(|follow| !Arc::ptr_eq(&follow.moved_to, moved_to));
+    }
+
+    /// Tells the live subscriptions of `consumer` where it was moved.
+    fn moved(&self, consumer: &str, to: Move) {
+        for follow in self.follows_of(consumer).iter() {
+            if *follow.consumer == *consumer {
+                match to {
+                    Move::To(next) => follow.moved_to.store(next, Ordering::Release),
+                    Move::AtLeast(next) => {
+                        follow.moved_to.fetch_max(next, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -142,6 +201,7 @@ impl<D: Driver> DriverLog<D> {
                 settings,
                 seen_last: AtomicU64::new(0),
                 locks: (0..CONSUMER_LOCKS).map(|_| Mutex::new(())).collect(),
+                follows: (0..CONSUMER_LOCKS).map(|_| Default::default()).collect(),
             }),
         }
     }
@@ -198,6 +258,7 @@ impl<D: Driver> DriverLog<D> {
             }
         };
         driver.move_consumer(consumer, next).await?;
+        self.shared.moved(consumer, Move::To(next));
         Ok(next)
     }
 
@@ -210,18 +271,23 @@ impl<D: Driver> DriverLog<D> {
     ) -> Result<Subscription<D>, EventLogError> {
         validate::consumer_name(consumer)?;
         validate::position(position)?;
-        let reader = self
+        let consumer: Arc<str> = consumer.into();
+        let (reader, next, moved_to) = self
             .within("subscribe", async {
-                let _held = self.shared.lock_of(consumer).lock().await;
-                let next = self.move_to(consumer, position).await?;
-                let reader = self.shared.driver.open_reader(consumer, next).await?;
-                Ok((reader, next))
+                let _held = self.shared.lock_of(&consumer).lock().await;
+                let next = self.move_to(&consumer, position).await?;
+                let reader = self.shared.driver.open_reader(&consumer, next).await?;
+                // Under the lock and after the last await: no move is
+                // missed, and a timed-out subscribe leaves no mailbox.
+                let moved_to = self.shared.follow(&consumer);
+                Ok((reader, next, moved_to))
             })
             .await?;
         Ok(Subscription::new(
             self.shared.clone(),
-            consumer.to_owned(),
-            reader,
+            consumer,
+            (reader, next),
+            moved_to,
         ))
     }
 
@@ -406,7 +472,9 @@ impl<T: AsDriverLog> EventLog for T {
                 let last = log.last().await?;
                 validate::ack(consumer, seq_no, (last > 0).then_some(last))?;
             }
-            log.shared.driver.ack(consumer, seq_no).await
+            log.shared.driver.ack(consumer, seq_no).await?;
+            log.shared.moved(consumer, Move::AtLeast(seq_no + 1));
+            Ok(())
         })
         .await?;
         Ok(())

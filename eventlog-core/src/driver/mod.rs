@@ -94,6 +94,12 @@ pub trait Driver: Send + Sync + 'static {
     /// The sequence number of the last stored event; 0 for an empty log.
     fn last_seq_no(&self) -> impl Future<Output = Result<SeqNo, EventLogError>> + Send;
 
+    /// The sequence number of the first event the log still holds (after
+    /// retention removed older ones); the last plus one when it holds none.
+    /// Asked when a subscription's numbering jumps, to tell events that are
+    /// gone from events its consumer was moved past.
+    fn first_seq_no(&self) -> impl Future<Output = Result<SeqNo, EventLogError>> + Send;
+
     /// The last sequence number `consumer` acknowledged (or was moved past),
     /// as the broker keeps it; `None` for a consumer at the beginning or
     /// unknown to the broker.

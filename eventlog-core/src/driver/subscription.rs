@@ -9,6 +9,7 @@ use futures::Stream;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::time::Instant;
 
@@ -32,6 +33,15 @@ pub(super) struct Subscription<D: Driver> {
     delivered: SeqNo,
     state: State<D::Reader>,
     retry: Retry,
+    /// Where an ack or seek of this handle last moved the consumer (0:
+    /// nowhere yet): the subscription follows a move forward.
+    moved_to: Arc<AtomicU64>,
+    /// A move forward left the reader behind: open a new one at `expected`
+    /// instead of reading through the skipped events.
+    reopen: bool,
+    /// A jump in the numbering (`expected`, `found`) waiting to be told
+    /// apart from a move of the consumer made elsewhere.
+    jump: Option<(SeqNo, SeqNo)>,
 }
 
 type FillFuture<R> = Pin<Box<dyn Future<Output = Fill<R>> + Send>>;
@@ -101,18 +111,39 @@ impl Retry {
 impl<D: Driver> Subscription<D> {
     pub(super) fn new(
         shared: Arc<Shared<D>>,
-        consumer: String,
+        consumer: Arc<str>,
         opened: (D::Reader, SeqNo),
+        moved_to: Arc<AtomicU64>,
     ) -> Self {
         let (reader, next) = opened;
         Self {
             shared,
-            consumer: consumer.into(),
+            consumer,
             buffered: Some(VecDeque::new()),
             expected: next,
             delivered: 0,
             state: State::Idle(Some(reader)),
             retry: Retry::default(),
+            moved_to,
+            reopen: false,
+            jump: None,
+        }
+    }
+
+    /// Goes on from where an ack or seek moved the consumer, if that is
+    /// ahead: what lies between is acknowledged, not lost.
+    fn follow_moves(&mut self) {
+        let next = self.moved_to.load(Ordering::Acquire);
+        if next > self.expected {
+            self.expected = next;
+            // Buffered events before `next` are dropped as they come up;
+            // a reader that has not reached it is replaced.
+            let buffered_past = self
+                .buffered
+                .as_ref()
+                .and_then(|buffer| buffer.back())
+                .is_some_and(|last| record_seq_no(last) >= next);
+            self.reopen = !buffered_past;
         }
     }
 
@@ -120,6 +151,9 @@ impl<D: Driver> Subscription<D> {
     /// item for the caller, or `None` when the buffer is spent.
     fn next_buffered(&mut self) -> Option<Result<EventEnvelope, EventLogError>> {
         loop {
+            if self.jump.is_some() {
+                return None;
+            }
             let record = self.buffered.as_mut()?.pop_front()?;
             if let Some(item) = self.check(record) {
                 return Some(item);
@@ -136,13 +170,12 @@ impl<D: Driver> Subscription<D> {
             return None;
         }
         if seq_no > self.expected {
-            let gap = EventLogError::Gap {
-                expected: self.expected,
-                found: seq_no,
-            };
-            self.expected = seq_no;
+            // A gap, or a move of the consumer made elsewhere (another
+            // process) that the broker's reader followed: asked before
+            // anything is reported.
+            self.jump = Some((self.expected, seq_no));
             self.buffered.get_or_insert_default().push_front(record);
-            return Some(Err(gap));
+            return None;
         }
         self.expected += 1;
         self.delivered = seq_no;
@@ -156,12 +189,28 @@ impl<D: Driver> Stream for Subscription<D> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
+            this.follow_moves();
             if let Some(item) = this.next_buffered() {
                 return Poll::Ready(Some(item));
             }
             match &mut this.state {
                 State::Ended => return Poll::Ready(None),
                 State::Idle(reader) => {
+                    if let Some(jump) = this.jump.take() {
+                        let buffer = this.buffered.take().unwrap_or_default();
+                        this.state = State::Filling(Box::pin(tell_jump(
+                            this.shared.clone(),
+                            this.consumer.clone(),
+                            reader.take(),
+                            buffer,
+                            jump,
+                            std::mem::take(&mut this.retry),
+                        )));
+                        continue;
+                    }
+                    if std::mem::take(&mut this.reopen) {
+                        *reader = None;
+                    }
                     if let Some(record) = reader.as_mut().and_then(Reader::next_ready) {
                         match this.check(record) {
                             Some(item) => return Poll::Ready(Some(item)),
@@ -201,6 +250,50 @@ impl<D: Driver> Stream for Subscription<D> {
                 }
             }
         }
+    }
+}
+
+impl<D: Driver> Drop for Subscription<D> {
+    fn drop(&mut self) {
+        self.shared.unfollow(&self.consumer, &self.moved_to);
+    }
+}
+
+/// Whether the numbering jumped from `expected` to `found` because the
+/// consumer was moved past the events between (through another handle or
+/// process, which the broker's reader follows) or because they are gone
+/// (retention removed them): a `Gap` is reported only for the second. The buffer, which starts at
+/// `found`, is kept.
+async fn tell_jump<D: Driver>(
+    shared: Arc<Shared<D>>,
+    consumer: Arc<str>,
+    reader: Option<D::Reader>,
+    buffer: VecDeque<Record>,
+    (expected, found): (SeqNo, SeqNo),
+    retry: Retry,
+) -> Fill<D::Reader> {
+    let driver = &shared.driver;
+    let timeout = driver.timeout();
+    // Moved: the events between are still stored, and the consumer's
+    // position is past them. Anything else, or no answer, is a gap.
+    let moved = async {
+        let first = bounded(timeout, driver.first_seq_no()).await?;
+        let acked = bounded(timeout, driver.acknowledged(&consumer)).await?;
+        Ok::<_, EventLogError>(first <= expected && acked.is_some_and(|n| n + 1 >= found))
+    }
+    .await
+    .unwrap_or(false);
+    // The reader stays: what it read after `found` is still good.
+    Fill {
+        reader,
+        buffer,
+        expected: found,
+        retry,
+        outcome: if moved {
+            Outcome::Records
+        } else {
+            Outcome::Report(EventLogError::Gap { expected, found })
+        },
     }
 }
 

@@ -16,6 +16,10 @@ struct Scripted {
     script: Mutex<VecDeque<Read>>,
     last: AtomicU64,
     deleted: AtomicBool,
+    /// The consumer's stored position (0: none).
+    acked: AtomicU64,
+    /// The first stored number.
+    first: AtomicU64,
 }
 
 struct ScriptedReader(Arc<Scripted>);
@@ -61,8 +65,11 @@ impl Driver for Arc<Scripted> {
     async fn last_seq_no(&self) -> Result<SeqNo, EventLogError> {
         Ok(self.last.load(Ordering::SeqCst))
     }
+    async fn first_seq_no(&self) -> Result<SeqNo, EventLogError> {
+        Ok(self.first.load(Ordering::SeqCst))
+    }
     async fn acknowledged(&self, _: &str) -> Result<Option<SeqNo>, EventLogError> {
-        Ok(None)
+        Ok(Some(self.acked.load(Ordering::SeqCst)).filter(|&n| n > 0))
     }
     async fn move_consumer(&self, _: &str, _: SeqNo) -> Result<(), EventLogError> {
         Ok(())
@@ -100,6 +107,8 @@ fn log_of(script: Vec<Read>, last: SeqNo) -> (DriverLog<Arc<Scripted>>, Arc<Scri
         script: Mutex::new(script.into()),
         last: AtomicU64::new(last),
         deleted: AtomicBool::new(false),
+        acked: AtomicU64::new(0),
+        first: AtomicU64::new(1),
     });
     let settings = SubscriptionSettings::default().with_outage_report_after(Duration::ZERO);
     (DriverLog::with_settings(driver.clone(), settings), driver)
@@ -159,14 +168,36 @@ async fn an_undecodable_event_is_reported_and_skippable() {
 
 #[tokio::test]
 async fn the_plain_stream_ends_at_a_report() {
-    let (log, _) = log_of(vec![Ok(vec![ok(1)]), Ok(vec![ok(3)]), Ok(vec![ok(4)])], 4);
+    let (log, driver) = log_of(vec![Ok(vec![ok(1)]), Ok(vec![ok(3)]), Ok(vec![ok(4)])], 4);
+    // Retention removed 2 while the subscription read.
+    driver.first.store(3, Ordering::SeqCst);
     assert_eq!(plain_seq_nos(&log).await, [1]);
 }
 
 #[tokio::test]
 async fn a_gap_is_reported_then_the_stream_goes_on() {
-    let (log, _) = log_of(vec![Ok(vec![ok(1), ok(2), ok(5)]), Ok(vec![ok(6)])], 6);
+    let (log, driver) = log_of(vec![Ok(vec![ok(1), ok(2), ok(5)]), Ok(vec![ok(6)])], 6);
+    driver.first.store(5, Ordering::SeqCst);
     assert_eq!(items(&log, 5).await, ["1", "2", "gap 3..5", "5", "6"]);
+}
+
+#[tokio::test]
+async fn a_jump_the_consumer_was_moved_past_is_no_gap() {
+    // Another process moved the consumer to 5; the broker's reader
+    // followed.
+    let (log, driver) = log_of(vec![Ok(vec![ok(1), ok(2), ok(5)]), Ok(vec![ok(6)])], 6);
+    driver.acked.store(4, Ordering::SeqCst);
+    assert_eq!(items(&log, 4).await, ["1", "2", "5", "6"]);
+}
+
+#[tokio::test]
+async fn a_jump_over_removed_events_is_a_gap_even_past_the_position() {
+    // Redis counts its position from the oldest entry it handed out, so a
+    // reader that found 1 to 4 removed already stands past them.
+    let (log, driver) = log_of(vec![Ok(vec![ok(1), ok(5)]), Ok(vec![ok(6)])], 6);
+    driver.acked.store(4, Ordering::SeqCst);
+    driver.first.store(5, Ordering::SeqCst);
+    assert_eq!(items(&log, 4).await, ["1", "gap 2..5", "5", "6"]);
 }
 
 #[tokio::test]
