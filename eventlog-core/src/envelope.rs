@@ -19,8 +19,12 @@ pub const SPEC_VERSION: &str = "1.0";
 ///
 /// Serialized with serde, it is a CloudEvents JSON event: attribute names as
 /// in the spec (`type`, `datacontenttype`), extensions beside them, the
-/// payload as `data_base64`, and the sequence number as the extension-like
-/// member `seqno` when set.
+/// payload as `data` when `datacontenttype` is JSON (`application/json`,
+/// `…+json`) and the payload is valid JSON, as `data_base64` otherwise, and
+/// the sequence number as the extension-like member `seqno` when set. Read
+/// back, `data` is the payload: a JSON string as its text for a content
+/// type that is not JSON, any other value (or any value with a JSON or no
+/// content type, which the format implies is JSON) as its compact JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "JsonEvent", try_from = "JsonEvent")]
 #[non_exhaustive]
@@ -125,16 +129,36 @@ struct JsonEvent {
     time: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     datacontenttype: Option<String>,
-    #[serde(with = "base64_bytes", default)]
-    data_base64: Bytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
+    #[serde(
+        with = "base64_bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    data_base64: Option<Bytes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seqno: Option<SeqNo>,
     #[serde(flatten)]
     extensions: BTreeMap<String, String>,
 }
 
+/// Whether `content_type` (parameters aside) is a JSON media type.
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        media.eq_ignore_ascii_case("application/json")
+            || media.eq_ignore_ascii_case("text/json")
+            || media.to_ascii_lowercase().ends_with("+json")
+    })
+}
+
 impl From<EventEnvelope> for JsonEvent {
     fn from(e: EventEnvelope) -> Self {
+        let data = is_json(e.content_type.as_deref())
+            .then(|| serde_json::from_slice(&e.payload).ok())
+            .flatten();
+        let data_base64 = data.is_none().then_some(e.payload);
         Self {
             specversion: SPEC_VERSION.to_owned(),
             id: e.id,
@@ -143,7 +167,8 @@ impl From<EventEnvelope> for JsonEvent {
             subject: e.subject,
             time: e.time,
             datacontenttype: e.content_type,
-            data_base64: e.payload,
+            data,
+            data_base64,
             seqno: e.seq_no,
             extensions: e.extensions,
         }
@@ -160,6 +185,18 @@ impl TryFrom<JsonEvent> for EventEnvelope {
                 j.specversion
             ));
         }
+        let payload = match (j.data, j.data_base64) {
+            (Some(_), Some(_)) => return Err("both `data` and `data_base64`".to_owned()),
+            (None, base64) => base64.unwrap_or_default(),
+            (Some(serde_json::Value::String(text)), None)
+                if j.datacontenttype.is_some() && !is_json(j.datacontenttype.as_deref()) =>
+            {
+                Bytes::from(text)
+            }
+            (Some(value), None) => {
+                Bytes::from(serde_json::to_vec(&value).map_err(|e| format!("`data`: {e}"))?)
+            }
+        };
         Ok(Self {
             id: j.id,
             source: j.source,
@@ -168,7 +205,7 @@ impl TryFrom<JsonEvent> for EventEnvelope {
             time: j.time,
             content_type: j.datacontenttype,
             extensions: j.extensions,
-            payload: j.data_base64,
+            payload,
             seq_no: j.seqno,
         })
     }
@@ -180,15 +217,15 @@ mod base64_bytes {
     use bytes::Bytes;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
+    pub(super) fn serialize<S: Serializer>(bytes: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes.as_deref().unwrap_or_default()))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
         let text = String::deserialize(d)?;
         STANDARD
             .decode(text)
-            .map(Bytes::from)
+            .map(|bytes| Some(Bytes::from(bytes)))
             .map_err(serde::de::Error::custom)
     }
 }
@@ -240,6 +277,50 @@ mod tests {
         assert_eq!(json["specversion"], "1.0");
         let back: EventEnvelope = serde_json::from_value(json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn json_payloads_are_json_data() {
+        let e = EventEnvelope::new("/src", "t", &br#"{"id": 1}"#[..])
+            .with_content_type("application/cloudevents+json; charset=utf-8");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["data"]["id"], 1);
+        assert!(json.get("data_base64").is_none());
+        let back: EventEnvelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back.payload, br#"{"id":1}"#[..]);
+        // Declared JSON but not JSON: kept exactly, as base64.
+        let broken =
+            EventEnvelope::new("/src", "t", &b"{oops"[..]).with_content_type("application/json");
+        let json = serde_json::to_value(&broken).unwrap();
+        assert!(json.get("data").is_none());
+        assert_eq!(
+            serde_json::from_value::<EventEnvelope>(json).unwrap(),
+            broken
+        );
+    }
+
+    #[test]
+    fn data_reads_as_the_format_says() {
+        let read = |json: serde_json::Value| serde_json::from_value::<EventEnvelope>(json);
+        let base = serde_json::json!({
+            "specversion": "1.0", "id": "1", "source": "/s", "type": "t",
+            "time": "2026-01-01T00:00:00Z",
+        });
+        let with = |extra: serde_json::Value| {
+            let mut json = base.clone();
+            json.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            json
+        };
+        let text = read(with(
+            serde_json::json!({"datacontenttype": "text/plain", "data": "hi"}),
+        ));
+        assert_eq!(text.unwrap().payload, b"hi"[..]);
+        let implied = read(with(serde_json::json!({"data": {"a": [1]}})));
+        assert_eq!(implied.unwrap().payload, br#"{"a":[1]}"#[..]);
+        let both = read(with(serde_json::json!({"data": 1, "data_base64": "AA=="})));
+        assert!(both.is_err());
     }
 
     #[test]

@@ -96,3 +96,41 @@ async fn malformed_urls_are_refused_before_connecting() {
         refused(url).await;
     }
 }
+
+/// Passwords holding each character a URL reserves (a base64 password holds
+/// `/`): a malformed URL carrying one is refused without showing it, on
+/// every backend.
+#[tokio::test]
+async fn passwords_with_reserved_characters_never_show() {
+    let mut schemes = Vec::new();
+    if cfg!(feature = "redis") {
+        schemes.push("redis");
+    }
+    if cfg!(feature = "nats") {
+        schemes.push("nats");
+    }
+    if cfg!(feature = "kafka") {
+        schemes.push("kafka");
+    }
+    for scheme in schemes {
+        for reserved in ["/", "?", "#", "@", ":", "[", "]", "%2F", "=", "&"] {
+            let password = format!("hun{reserved}ter2-canary");
+            // A bad log name, so each URL is refused after its password was
+            // read.
+            let url = format!("{scheme}://user:{password}@127.0.0.1:9/bad.log");
+            let outcome = tokio::time::timeout(Duration::from_secs(5), connect(&url)).await;
+            let err = match outcome {
+                Err(_) => panic!("{scheme} with `{reserved}`: connect hung"),
+                Ok(Ok(_)) => panic!("{scheme} with `{reserved}`: connect took a malformed URL"),
+                Ok(Err(err)) => err,
+            };
+            let rendered = format!("{err:#} {err:?}");
+            for piece in ["hun", "ter2-canary"] {
+                assert!(
+                    !rendered.contains(piece),
+                    "{scheme} with `{reserved}` in the password: the error shows it: {rendered}"
+                );
+            }
+        }
+    }
+}

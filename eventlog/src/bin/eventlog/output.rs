@@ -17,11 +17,27 @@ fn payload_text(event: &EventEnvelope) -> String {
     const MAX: usize = 60;
     match std::str::from_utf8(&event.payload) {
         Ok(text) if text.chars().count() > MAX => {
-            format!("{}…", text.chars().take(MAX).collect::<String>())
+            format!("{}…", shown(&text.chars().take(MAX).collect::<String>()))
         }
-        Ok(text) => text.to_owned(),
+        Ok(text) => shown(text),
         Err(_) => format!("<{} bytes>", event.payload.len()),
     }
+}
+
+/// `text` as it may reach an operator's terminal: control characters
+/// (escape sequences that would recolour, move the cursor or retitle the
+/// window, and line breaks that would fake rows) as Rust escapes. Whoever
+/// appended the event chose the text.
+fn shown(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 pub(crate) fn print_event(event: &EventEnvelope, format: Format) -> Result<()> {
@@ -31,8 +47,8 @@ pub(crate) fn print_event(event: &EventEnvelope, format: Format) -> Result<()> {
             "{:>8}  {}  {:<24}  {:<16}  {}",
             event.seq_no.unwrap_or_default(),
             event.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-            event.event_type,
-            event.subject.as_deref().unwrap_or("-"),
+            shown(&event.event_type),
+            shown(event.subject.as_deref().unwrap_or("-")),
             payload_text(event)
         ),
     }
@@ -74,4 +90,23 @@ pub(crate) fn print_info(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let event = EventEnvelope::new("/s", "t\u{1b}]0;owned\u{7}", "\u{1b}[2Jwiped\r\nfake row")
+            .with_subject("s\u{9b}31m");
+        let row = [
+            shown(&event.event_type),
+            shown(event.subject.as_deref().unwrap_or_default()),
+            payload_text(&event),
+        ]
+        .concat();
+        assert!(!row.chars().any(char::is_control), "{row:?}");
+        assert_eq!(payload_text(&event), "\\u{1b}[2Jwiped\\r\\nfake row");
+    }
 }
