@@ -288,6 +288,17 @@ impl KafkaDriver {
         Ok(client)
     }
 
+    /// The offset of the event after `seq_no`, as Kafka counts: sequence
+    /// numbers past `i64::MAX` have none.
+    fn offset_after(seq_no: SeqNo) -> Result<Offset, EventLogError> {
+        i64::try_from(seq_no)
+            .map(Offset::Offset)
+            .map_err(|_| EventLogError::InvalidPosition {
+                position: seq_no.to_string(),
+                reason: format!("Kafka offsets end at {}", i64::MAX),
+            })
+    }
+
     fn partition_at(&self, offset: Offset) -> Result<TopicPartitionList, EventLogError> {
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(&self.topic, PARTITION, offset)
@@ -318,7 +329,7 @@ impl KafkaDriver {
         offset: SeqNo,
     ) -> Result<(), EventLogError> {
         let client = self.group_client(consumer)?;
-        let list = self.partition_at(Offset::Offset(offset as i64))?;
+        let list = self.partition_at(Self::offset_after(offset)?)?;
         self.blocking(operation, move |_| client.commit(&list, CommitMode::Sync))
             .await
     }
@@ -340,7 +351,7 @@ impl KafkaDriver {
             .create()
             .map_err(|e| invalid_config(&e))?;
         reader
-            .assign(&self.partition_at(Offset::Offset(offset as i64))?)
+            .assign(&self.partition_at(Self::offset_after(offset)?)?)
             .map_err(|e| from_kafka("subscribe", self.timeout(), e))?;
         Ok(reader)
     }
@@ -503,5 +514,24 @@ fn new_producer(
 fn invalid_config(err: &rdkafka::error::KafkaError) -> EventLogError {
     EventLogError::InvalidConfig {
         reason: format!("librdkafka refused the configuration: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_past_kafkas_offsets_are_refused() {
+        assert!(matches!(
+            KafkaDriver::offset_after(i64::MAX as SeqNo),
+            Ok(Offset::Offset(i64::MAX))
+        ));
+        for past in [i64::MAX as SeqNo + 1, SeqNo::MAX] {
+            assert!(matches!(
+                KafkaDriver::offset_after(past),
+                Err(EventLogError::InvalidPosition { .. })
+            ));
+        }
     }
 }

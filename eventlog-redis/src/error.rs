@@ -11,9 +11,13 @@ pub(crate) fn is_unavailable(err: &redis::RedisError) -> bool {
         || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_timeout()
-        // A server still loading its data set, or a replica without its
-        // primary, answers again soon.
-        || matches!(err.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"))
+        // A server still loading its data set, a replica without its
+        // primary, a server busy with a script, or a former primary that a
+        // failover made a replica: each answers (or is replaced) soon.
+        || matches!(
+            err.code(),
+            Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "BUSY" | "READONLY")
+        )
 }
 
 /// Whether `err` is a failed TLS handshake (say, a certificate no trusted
@@ -60,5 +64,35 @@ pub(crate) fn from_redis(err: redis::RedisError) -> EventLogError {
             backend: BACKEND,
             source: Box::new(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a server reply `-<reply>` becomes.
+    fn reply(reply: &str) -> redis::RedisError {
+        redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
+            .and_then(redis::Value::extract_error)
+            .expect_err("an error reply")
+    }
+
+    #[test]
+    fn transient_server_states_are_retryable() {
+        for transient in [
+            "LOADING Redis is loading the dataset in memory",
+            "MASTERDOWN Link with MASTER is down",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "BUSY Redis is busy running a script",
+            "READONLY You can't write against a read only replica.",
+        ] {
+            let err = from_redis(reply(transient));
+            assert!(err.is_retryable(), "{transient}: {err:?}");
+        }
+        let err = from_redis(reply("ERR unknown command"));
+        assert!(!err.is_retryable(), "{err:?}");
+        let err = from_redis(reply("WRONGPASS invalid username-password pair"));
+        assert!(matches!(err, EventLogError::Unauthorized { .. }), "{err:?}");
     }
 }

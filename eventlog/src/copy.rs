@@ -20,7 +20,9 @@ pub struct CopyReport {
 /// It is resumable: each batch of up to `batch` events is appended to the
 /// target, then acknowledged on the source, so a copy that is interrupted
 /// and started again goes on after the last whole batch. A batch interrupted
-/// between the two steps is appended again (at least once).
+/// between the two steps is appended again (at least once; a target that
+/// deduplicates stores it once if the copy is resumed within its window,
+/// as the events keep their `source` and `id`).
 /// `progress(done, total)` is called after each batch.
 pub async fn copy(
     source: &dyn EventLog,
@@ -45,9 +47,11 @@ pub async fn copy(
         .subscribe(consumer, SeekPosition::LastAcknowledged)
         .await?;
     let (mut copied, mut next) = (0, start);
+    // No larger than what there is to copy, whatever the caller asked.
+    let batch = batch.clamp(1, usize::try_from(total).unwrap_or(usize::MAX));
     while next <= end {
-        let mut chunk = Vec::with_capacity(batch.max(1));
-        while chunk.len() < batch.max(1) && next <= end {
+        let mut chunk = Vec::with_capacity(batch);
+        while chunk.len() < batch && next <= end {
             let Some(event) = events.next().await else {
                 anyhow::bail!(
                     "the source subscription ended after {copied} events; see the log output"

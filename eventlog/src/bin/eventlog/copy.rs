@@ -14,9 +14,9 @@ pub(crate) struct CopyArgs {
     /// The consumer on the source that remembers how far the copy got.
     #[arg(long, default_value = "eventlog-copy")]
     consumer: String,
-    /// Events per `append_batch` on the target.
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
+    /// Events per `append_batch` on the target (1 to 10,000).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    batch: u16,
 }
 
 pub(crate) async fn run(args: CopyArgs) -> Result<()> {
@@ -34,7 +34,7 @@ pub(crate) async fn run(args: CopyArgs) -> Result<()> {
         &*source,
         &*target,
         &args.consumer,
-        args.batch,
+        usize::from(args.batch),
         |done, total| {
             bar.set_length(total);
             bar.set_position(done);
