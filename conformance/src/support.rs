@@ -163,3 +163,41 @@ pub async fn expect_intact(
     }
     Ok(())
 }
+
+/// Appends `event` until the log takes it, within `within`, retrying the
+/// same envelope (safe where the log deduplicates, C43), and returns its
+/// number.
+pub async fn append_retrying(
+    log: &dyn EventLog,
+    event: &EventEnvelope,
+    what: &str,
+    within: Duration,
+) -> Result<SeqNo> {
+    poll_until(what, within, || log.append(event.clone()), |_| true).await
+}
+
+/// Checks that no event of `log` is stored twice: every id once, but for
+/// `retried` (appended again after failures) on a log that does not
+/// deduplicate, where a failed attempt may have landed.
+pub async fn expect_each_once(log: &dyn EventLog, retried: &str, what: &str) -> Result<()> {
+    let last = log.try_last_seq_no().await?.unwrap_or(0);
+    let mut stream = log
+        .subscribe(&unique("auditor"), eventlog_core::SeekPosition::Beginning)
+        .await?;
+    let events = take(&mut stream, last as usize).await?;
+    let may_repeat = log.capabilities().dedup_window.is_none();
+    let mut seen = std::collections::HashMap::new();
+    for event in &events {
+        if let Some(first) = seen.insert(event.id.as_str(), event.seq()) {
+            if may_repeat && event.id == retried {
+                continue;
+            }
+            bail!(
+                "{what}: event {} stored twice, at {first} and {}",
+                event.id,
+                event.seq()
+            );
+        }
+    }
+    Ok(())
+}
