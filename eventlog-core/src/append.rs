@@ -46,6 +46,16 @@ impl ExpectedLast {
         }
     }
 
+    /// `Ok` if a log whose last sequence number is `last` (0 when empty)
+    /// meets the condition, the [`Conflict`](crate::EventLogError::Conflict)
+    /// otherwise.
+    pub fn check(self, last: SeqNo) -> Result<(), crate::EventLogError> {
+        if self.holds_for(last) {
+            return Ok(());
+        }
+        Err(crate::EventLogError::conflict(self, last))
+    }
+
     /// The expected last sequence number, 0 for an empty log; `None` for
     /// no condition.
     pub fn as_last(self) -> Option<SeqNo> {

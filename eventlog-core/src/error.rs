@@ -200,6 +200,16 @@ pub enum EventLogError {
 }
 
 impl EventLogError {
+    /// The [`Conflict`](Self::Conflict) of an append that expected
+    /// `expected` on a log whose last sequence number is `last` (0 when
+    /// empty).
+    pub fn conflict(expected: ExpectedLast, last: SeqNo) -> Self {
+        Self::Conflict {
+            expected,
+            actual: (last > 0).then_some(last),
+        }
+    }
+
     /// Whether trying the same call again later may succeed, and is safe:
     /// the broker was unreachable or slow. Refusals of bad input are never
     /// retryable, and neither is an append whose retry could store its

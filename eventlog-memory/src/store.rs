@@ -84,7 +84,7 @@ impl Store {
         {
             return Ok(Appended::Duplicate(seq_no));
         }
-        Self::conflict(expected, &events)?;
+        expected.check(events.len() as SeqNo)?;
         let seq_no = events.len() as SeqNo + 1;
         event.seq_no = Some(seq_no);
         events.push(event);
@@ -92,17 +92,6 @@ impl Store {
             d.insert(hash, seq_no);
         }
         Ok(Appended::Stored(seq_no))
-    }
-
-    fn conflict(expected: ExpectedLast, events: &[EventEnvelope]) -> Result<(), EventLogError> {
-        let last = events.len() as SeqNo;
-        if expected.holds_for(last) {
-            return Ok(());
-        }
-        Err(EventLogError::Conflict {
-            expected,
-            actual: (last > 0).then_some(last),
-        })
     }
 
     /// Stores `batch` as [`Driver::append_batch`] says, under one write
@@ -114,7 +103,7 @@ impl Store {
     ) -> Result<Vec<Appended>, EventLogError> {
         let mut events = self.events.write().expect("log lock poisoned");
         let Some(dedup) = &self.dedup else {
-            Self::conflict(expected, &events)?;
+            expected.check(events.len() as SeqNo)?;
             let first = events.len() as SeqNo + 1;
             events.extend(batch.into_iter().zip(first..).map(|(mut e, n)| {
                 e.seq_no = Some(n);
@@ -144,7 +133,7 @@ impl Store {
             });
         }
         if plans.iter().any(|p| matches!(p, Plan::Store(_))) {
-            Self::conflict(expected, &events)?;
+            expected.check(events.len() as SeqNo)?;
         }
         let mut appended: Vec<Appended> = Vec::with_capacity(batch.len());
         for (mut event, plan) in batch.into_iter().zip(plans) {

@@ -152,10 +152,7 @@ impl NatsDriver {
                 {
                     return Ok(Appended::Duplicate(retried_at));
                 }
-                Err(EventLogError::Conflict {
-                    expected,
-                    actual: (actual > 0).then_some(actual),
-                })
+                Err(EventLogError::conflict(expected, actual))
             }
             Err(e) => Err(self.classify(e)),
         }

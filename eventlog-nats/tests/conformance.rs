@@ -11,7 +11,7 @@ use conformance::harness::{NATS, OwnBroker, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
-use eventlog_nats::{NatsConfig, NatsEventLog};
+use eventlog_nats::{NatsConfig, NatsConfigBuilder, NatsEventLog};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,19 +28,30 @@ async fn raw(url: &str) -> Result<jetstream::Context> {
     Ok(jetstream::new(client))
 }
 
+/// The configuration of `log` on the suite's server, in the suite's own
+/// namespace.
+fn config(url: &str, log: &str) -> NatsConfigBuilder {
+    NatsConfig::builder(url, log)
+        .with_stream_prefix(STREAM_PREFIX)
+        .with_subject_prefix(SUBJECT_PREFIX)
+}
+
+async fn connect(config: NatsConfigBuilder) -> Result<Arc<dyn EventLog>> {
+    Ok(Arc::new(NatsEventLog::connect(config.build()?).await?))
+}
+
 async fn open(
     url: &str,
     log: &str,
     timeout: Duration,
     settings: SubscriptionSettings,
 ) -> Result<Arc<dyn EventLog>> {
-    let config = NatsConfig::builder(url, log)
-        .with_stream_prefix(STREAM_PREFIX)
-        .with_subject_prefix(SUBJECT_PREFIX)
-        .with_timeout(timeout)
-        .with_subscription_settings(settings)
-        .build()?;
-    Ok(Arc::new(NatsEventLog::connect(config).await?))
+    connect(
+        config(url, log)
+            .with_timeout(timeout)
+            .with_subscription_settings(settings),
+    )
+    .await
 }
 
 fn stream_name(log: &str) -> String {
@@ -107,12 +118,7 @@ impl Fixture for Nats {
         log: &str,
         window: Duration,
     ) -> Result<Arc<dyn EventLog>> {
-        let config = NatsConfig::builder(&self.url, log)
-            .with_stream_prefix(STREAM_PREFIX)
-            .with_subject_prefix(SUBJECT_PREFIX)
-            .with_dedup_window(window)
-            .build()?;
-        Ok(Arc::new(NatsEventLog::connect(config).await?))
+        connect(config(&self.url, log).with_dedup_window(window)).await
     }
 
     /// Subscriptions (pull request inboxes) on the connections of the log's

@@ -115,10 +115,10 @@ impl RedisDriver {
                     n => Appended::Stored(n as SeqNo),
                 })
                 .collect()),
-            Some((0, [last])) => Err(EventLogError::Conflict {
+            Some((0, [last])) => Err(EventLogError::conflict(
                 expected,
-                actual: u64::try_from(*last).ok().filter(|&n| n > 0),
-            }),
+                u64::try_from(*last).unwrap_or(0),
+            )),
             _ => Err(EventLogError::Backend {
                 backend: BACKEND,
                 source: format!("unexpected reply of the append script: {reply:?}").into(),

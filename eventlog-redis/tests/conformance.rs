@@ -8,7 +8,7 @@ use conformance::harness::{OwnBroker, REDIS, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
-use eventlog_redis::{RedisConfig, RedisEventLog};
+use eventlog_redis::{RedisConfig, RedisConfigBuilder, RedisEventLog};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,18 +27,28 @@ async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection> {
     .await??)
 }
 
+/// The configuration of `log` on the suite's server, in the suite's own
+/// namespace.
+fn config(url: &str, log: &str) -> RedisConfigBuilder {
+    RedisConfig::builder(url, log).with_key_prefix(PREFIX)
+}
+
+async fn connect(config: RedisConfigBuilder) -> Result<Arc<dyn EventLog>> {
+    Ok(Arc::new(RedisEventLog::connect(config.build()?).await?))
+}
+
 async fn open(
     url: &str,
     log: &str,
     timeout: Duration,
     settings: SubscriptionSettings,
 ) -> Result<Arc<dyn EventLog>> {
-    let config = RedisConfig::builder(url, log)
-        .with_key_prefix(PREFIX)
-        .with_timeout(timeout)
-        .with_subscription_settings(settings)
-        .build()?;
-    Ok(Arc::new(RedisEventLog::connect(config).await?))
+    connect(
+        config(url, log)
+            .with_timeout(timeout)
+            .with_subscription_settings(settings),
+    )
+    .await
 }
 
 struct Redis {
@@ -78,11 +88,7 @@ impl Fixture for Redis {
         log: &str,
         window: Duration,
     ) -> Result<Arc<dyn EventLog>> {
-        let config = RedisConfig::builder(&self.url, log)
-            .with_key_prefix(PREFIX)
-            .with_dedup_window(window)
-            .build()?;
-        Ok(Arc::new(RedisEventLog::connect(config).await?))
+        connect(config(&self.url, log).with_dedup_window(window)).await
     }
 
     /// Connections named for the log's subscriptions, from `CLIENT LIST`.

@@ -46,7 +46,8 @@ async fn expect_last(log: &dyn EventLog, expected: Option<SeqNo>, what: &str) ->
 /// stored within its deduplication window stores nothing and returns the
 /// stored event's number (`Duplicate(n)`; the payload is not compared: the
 /// first write wins). Inside one batch, a pair that came earlier in the batch
-/// is a duplicate of that event.
+/// is a duplicate of that event. (Checked with sequential appends, and with
+/// ten concurrent appends of one event through two handles.)
 pub async fn c38_a_retried_append_is_stored_once(fx: &dyn Fixture) -> Result<()> {
     let name = unique("c38");
     let log = fx.open(&name).await?;
@@ -72,7 +73,7 @@ pub async fn c38_a_retried_append_is_stored_once(fx: &dyn Fixture) -> Result<()>
             batch == (4..=7).map(Appended::Stored).collect::<Vec<_>>(),
             "log {name} (no deduplication): batch gave {batch:?}"
         );
-        return Ok(());
+        return concurrent_copies(fx, &name, false).await;
     }
     ensure!(
         (a, b, again) == (Appended::Stored(1), Appended::Duplicate(1), 1),
@@ -102,6 +103,48 @@ pub async fn c38_a_retried_append_is_stored_once(fx: &dyn Fixture) -> Result<()>
         stored[0].payload == first.payload,
         "log {name}: the retry's payload replaced the first write's"
     );
+    concurrent_copies(fx, &name, true).await
+}
+
+/// One new event appended by ten tasks at once, through two handles:
+/// stored once where the log deduplicates (every task gets its number),
+/// ten times where it does not.
+async fn concurrent_copies(fx: &dyn Fixture, name: &str, deduplicates: bool) -> Result<()> {
+    const TASKS: usize = 10;
+    let handles = [fx.open(name).await?, fx.open(name).await?];
+    let before = handles[0].try_last_seq_no().await?.unwrap_or(0);
+    let e = event(99);
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (log, e) = (Arc::clone(&handles[t % 2]), e.clone());
+        tasks.push(tokio::spawn(async move {
+            log.append_with(e, AppendOptions::new()).await
+        }));
+    }
+    let mut outcomes = Vec::with_capacity(TASKS);
+    for task in tasks {
+        outcomes.push(task.await??);
+    }
+    let stored: Vec<SeqNo> = outcomes
+        .iter()
+        .filter(|a| !a.is_duplicate())
+        .map(|a| a.seq_no())
+        .collect();
+    let numbers: std::collections::BTreeSet<SeqNo> = outcomes.iter().map(|a| a.seq_no()).collect();
+    let last = handles[1].try_last_seq_no().await?.unwrap_or(0);
+    if deduplicates {
+        ensure!(
+            stored == [before + 1] && numbers.len() == 1 && last == before + 1,
+            "log {name}: one event appended by {TASKS} tasks at once gave {outcomes:?}, \
+             log ending at {last}; expected it stored once, as {}",
+            before + 1
+        );
+    } else {
+        ensure!(
+            stored.len() == TASKS && numbers.len() == TASKS && last == before + TASKS as SeqNo,
+            "log {name} (no deduplication): {TASKS} concurrent appends gave {outcomes:?}"
+        );
+    }
     Ok(())
 }
 

@@ -362,12 +362,7 @@ impl<D: Driver> DriverLog<D> {
             // Nothing to store; a condition is still answered.
             if expected != ExpectedLast::Any {
                 let last = self.within("append_batch", self.last()).await?;
-                if !expected.holds_for(last) {
-                    return Err(EventLogError::Conflict {
-                        expected,
-                        actual: (last > 0).then_some(last),
-                    });
-                }
+                expected.check(last)?;
             }
             return Ok(Vec::new());
         }
@@ -419,14 +414,6 @@ impl<T: AsDriverLog> EventLog for T {
             .driver_log()
             .append_event(envelope, options.expected)
             .await?)
-    }
-
-    async fn append_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<Vec<SeqNo>> {
-        let appended = self
-            .driver_log()
-            .append_events(envelopes, ExpectedLast::Any)
-            .await?;
-        Ok(appended.into_iter().map(Appended::seq_no).collect())
     }
 
     async fn append_batch_with(
