@@ -144,6 +144,10 @@ impl<D: Driver> Subscription<D> {
                 .and_then(|buffer| buffer.back())
                 .is_some_and(|last| record_seq_no(last) >= next);
             self.reopen = !buffered_past;
+            // A jump waiting to be told apart now starts at the move.
+            if let Some((_, found)) = self.jump {
+                self.jump = (found > next).then_some((next, found));
+            }
         }
     }
 
@@ -262,8 +266,8 @@ impl<D: Driver> Drop for Subscription<D> {
 /// Whether the numbering jumped from `expected` to `found` because the
 /// consumer was moved past the events between (through another handle or
 /// process, which the broker's reader follows) or because they are gone
-/// (retention removed them): a `Gap` is reported only for the second. The buffer, which starts at
-/// `found`, is kept.
+/// (retention removed them): a `Gap` is reported only for the second.
+/// The buffer, which starts at `found`, is kept.
 async fn tell_jump<D: Driver>(
     shared: Arc<Shared<D>>,
     consumer: Arc<str>,
