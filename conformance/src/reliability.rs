@@ -2,15 +2,15 @@
 //! live subscription, and every refusal at once. Generated for every
 //! backend by [`contract_tests!`](crate::contract_tests) next to the clauses.
 
-use crate::Fixture;
 use crate::clauses::{RECOVERY, TIMEOUT, bad_names, faulty, invalid_envelopes};
 use crate::expect_refused;
 use crate::support::{
     DEADLINE, append_n, append_retrying, event, expect_each_once, expect_intact, poll_until, take,
     unique,
 };
+use crate::{FaultyBroker, Fixture};
 use anyhow::{Context, Result, bail, ensure};
-use eventlog_core::{EventEnvelope, EventLog, EventLogError, SeekPosition};
+use eventlog_core::{AppendOptions, EventEnvelope, EventLog, EventLogError, SeekPosition};
 use futures::StreamExt;
 use std::future::Future;
 use std::time::Duration;
@@ -66,9 +66,11 @@ async fn times_out<T: std::fmt::Debug>(
     Ok(())
 }
 
-/// With the broker paused, `append`, `append_batch`, `ack`, `seek`,
-/// `subscribe` and `consumer_state` fail with a typed timeout (or
-/// `Unavailable`) within the configured bound, and `last_seq_no` answers (`None`) within it; after
+/// With the broker paused, every method (`append`, `append_with`,
+/// `append_batch`, `append_batch_with`, `ack`, `seek`, `subscribe`,
+/// `subscribe_checked`, `consumer_state`, `try_last_seq_no`) and opening a
+/// new handle fail with a typed timeout (or `Unavailable`) within the
+/// configured bound, and `last_seq_no` answers (`None`) within it; after
 /// the broker is thawed everything works again and no acknowledged append
 /// is lost.
 pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) -> Result<()> {
@@ -83,7 +85,7 @@ pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) 
     log.ack(&consumer, 1).await?;
 
     broker.pause().await?;
-    let checks = unreachable_checks(&*log, &consumer, &name).await;
+    let checks = unreachable_checks(&*log, &consumer, &name, &*broker).await;
     broker.unpause().await?;
     checks?;
 
@@ -117,11 +119,31 @@ pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) 
     expect_each_once(&*log, &retried.id, &format!("log {name}: after the pause")).await
 }
 
-/// Every method of `log`, whose broker cannot be reached, fails with a
-/// typed, retryable error within the bound (`last_seq_no` answers `None`).
-async fn unreachable_checks(log: &dyn EventLog, consumer: &str, name: &str) -> Result<()> {
+/// Every method of `log`, whose broker cannot be reached, and opening
+/// another handle on it fail with a typed, retryable error within the bound
+/// (`last_seq_no` answers `None`).
+async fn unreachable_checks(
+    log: &dyn EventLog,
+    consumer: &str,
+    name: &str,
+    broker: &dyn FaultyBroker,
+) -> Result<()> {
     let ctx = |call: &str| format!("log {name}: {call}");
     times_out(&ctx("append"), log, true, log.append(event(5))).await?;
+    times_out(
+        &ctx("append_with"),
+        log,
+        true,
+        log.append_with(event(5), AppendOptions::new()),
+    )
+    .await?;
+    times_out(
+        &ctx("append_batch_with"),
+        log,
+        true,
+        log.append_batch_with(vec![event(6)], AppendOptions::new()),
+    )
+    .await?;
     times_out(
         &ctx("append_batch"),
         log,
@@ -157,6 +179,13 @@ async fn unreachable_checks(log: &dyn EventLog, consumer: &str, name: &str) -> R
     )
     .await?;
     times_out(&ctx("try_last_seq_no"), log, false, log.try_last_seq_no()).await?;
+    times_out(&ctx("opening a handle"), log, false, async {
+        broker
+            .open(name, TIMEOUT, Default::default())
+            .await
+            .map(drop)
+    })
+    .await?;
     let start = Instant::now();
     let last = tokio::time::timeout(TIMEOUT * 4, log.last_seq_no()).await;
     let took = start.elapsed();
@@ -180,7 +209,7 @@ pub async fn r04_a_stopped_broker_gives_typed_errors(fx: &dyn Fixture) -> Result
     let consumer = unique("worker");
     log.ack(&consumer, 1).await?;
     broker.stop().await?;
-    let checks = unreachable_checks(&*log, &consumer, &name).await;
+    let checks = unreachable_checks(&*log, &consumer, &name, &*broker).await;
     broker.start().await?;
     checks
 }

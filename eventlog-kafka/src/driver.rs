@@ -10,7 +10,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -33,6 +33,57 @@ const METADATA_GROUP: &str = "eventlog-metadata";
 /// How long a subscription's read waits for a new event before it returns
 /// none.
 const READ_WAIT: Duration = Duration::from_secs(1);
+/// How many groups' offset clients a handle keeps (each is a librdkafka
+/// client with its own threads and connections); the least recently used
+/// idle one is closed to make room, and made again when needed.
+const GROUP_CLIENTS: usize = 16;
+
+/// The offset client of one consumer group.
+struct Group {
+    client: BaseConsumer,
+    /// Held by each read-then-commit on a blocking thread until librdkafka
+    /// returns, even after the operation timed out: a commit that outlives
+    /// its timeout lands before the next one of the group starts, never
+    /// after it (which would move the position back).
+    commits: Mutex<()>,
+    /// When it was last used, in uses of the cache.
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl Group {
+    /// The group's committed offset: the last acknowledged sequence
+    /// number, `None` before any commit.
+    fn committed(&self, list: TopicPartitionList, t: Duration) -> KafkaResult<Option<SeqNo>> {
+        let committed = self.client.committed_offsets(list, t)?;
+        Ok(match committed.elements().first().map(|e| e.offset()) {
+            Some(Offset::Offset(o)) if o >= 0 => Some(o as SeqNo),
+            _ => None,
+        })
+    }
+
+    /// Commits `to` after the group's commits in flight; with `unless`
+    /// (a sequence number and the partition to read), not when the group's
+    /// position is already at or past that number. Kafka has no
+    /// compare-and-set of offsets: the lock makes the read and the commit
+    /// one step for this handle.
+    fn commit(
+        &self,
+        to: &TopicPartitionList,
+        unless: Option<(SeqNo, TopicPartitionList)>,
+        t: Duration,
+    ) -> KafkaResult<()> {
+        let _one_at_a_time = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seq_no, read)) = unless {
+            if self
+                .committed(read, t)?
+                .is_some_and(|acked| seq_no <= acked)
+            {
+                return Ok(());
+            }
+        }
+        self.client.commit(to, CommitMode::Sync)
+    }
+}
 
 /// The broker calls of one single-partition topic.
 pub struct KafkaDriver {
@@ -42,9 +93,11 @@ pub struct KafkaDriver {
     producer: RwLock<FutureProducer<AuthWatch>>,
     /// What the producers' error callbacks saw of a refused login.
     watch: AuthWatch,
-    /// Per consumer group, a client that reads and commits its offsets; it
-    /// never joins the group, so no rebalance ever involves it.
-    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// Per consumer group used lately, a client that reads and commits its
+    /// offsets; it never joins the group, so no rebalance ever involves it.
+    groups: Mutex<HashMap<String, Arc<Group>>>,
+    /// Uses of `groups`, the clock of its least-recently-used eviction.
+    uses: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for KafkaDriver {
@@ -107,6 +160,7 @@ impl KafkaDriver {
             producer,
             watch,
             groups: Mutex::new(HashMap::new()),
+            uses: Default::default(),
         };
         bounded(
             "connect",
@@ -272,20 +326,38 @@ impl KafkaDriver {
     }
 
     /// The offset client of `consumer`'s group.
-    fn group_client(&self, consumer: &str) -> Result<Arc<BaseConsumer>, EventLogError> {
-        let group = self.config.group(consumer);
+    fn group(&self, consumer: &str) -> Result<Arc<Group>, EventLogError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let name = self.config.group(consumer);
+        let now = self.uses.fetch_add(1, Relaxed);
         let mut groups = self.groups.lock().expect("groups lock poisoned");
-        if let Some(client) = groups.get(&group) {
-            return Ok(client.clone());
+        if let Some(group) = groups.get(&name) {
+            group.used.store(now, Relaxed);
+            return Ok(group.clone());
+        }
+        if groups.len() >= GROUP_CLIENTS {
+            // Only an idle one: a commit in flight keeps its group's lock.
+            let idle = groups
+                .iter()
+                .filter(|(_, g)| Arc::strong_count(g) == 1)
+                .min_by_key(|(_, g)| g.used.load(Relaxed))
+                .map(|(name, _)| name.clone());
+            if let Some(idle) = idle {
+                groups.remove(&idle);
+            }
         }
         let client: BaseConsumer = client_config(&self.config, true)
-            .set("group.id", &group)
+            .set("group.id", &name)
             .set("enable.auto.commit", "false")
             .create()
             .map_err(|e| invalid_config(&e))?;
-        let client = Arc::new(client);
-        groups.insert(group, client.clone());
-        Ok(client)
+        let group = Arc::new(Group {
+            client,
+            commits: Mutex::new(()),
+            used: now.into(),
+        });
+        groups.insert(name, group.clone());
+        Ok(group)
     }
 
     /// The offset of the event after `seq_no`, as Kafka counts: sequence
@@ -309,28 +381,9 @@ impl KafkaDriver {
     /// The committed offset of `consumer`'s group: the next sequence number
     /// minus one, so the last acknowledged one. `None` before any commit.
     async fn committed(&self, consumer: &str) -> Result<Option<SeqNo>, EventLogError> {
-        let client = self.group_client(consumer)?;
+        let group = self.group(consumer)?;
         let list = self.partition_at(Offset::Invalid)?;
-        let committed = self
-            .blocking("consumer_state", move |t| client.committed_offsets(list, t))
-            .await?;
-        let offset = committed.elements().first().map(|e| e.offset());
-        Ok(match offset {
-            Some(Offset::Offset(o)) if o >= 0 => Some(o as SeqNo),
-            _ => None,
-        })
-    }
-
-    /// Commits `offset` (the next event's offset) for `consumer`'s group.
-    async fn commit(
-        &self,
-        operation: &'static str,
-        consumer: &str,
-        offset: SeqNo,
-    ) -> Result<(), EventLogError> {
-        let client = self.group_client(consumer)?;
-        let list = self.partition_at(Self::offset_after(offset)?)?;
-        self.blocking(operation, move |_| client.commit(&list, CommitMode::Sync))
+        self.blocking("consumer_state", move |t| group.committed(list, t))
             .await
     }
 
@@ -452,21 +505,18 @@ impl Driver for KafkaDriver {
     }
 
     async fn move_consumer(&self, consumer: &str, next: SeqNo) -> Result<(), EventLogError> {
-        self.commit("seek", consumer, next - 1).await
+        let group = self.group(consumer)?;
+        let to = self.partition_at(Self::offset_after(next - 1)?)?;
+        self.blocking("seek", move |t| group.commit(&to, None, t))
+            .await
     }
 
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<(), EventLogError> {
-        // Kafka has no compare-and-set of offsets: the generic log runs one
-        // ack of a consumer at a time, so reading then committing is safe
-        // within this handle.
-        if self
-            .committed(consumer)
-            .await?
-            .is_some_and(|acked| seq_no <= acked)
-        {
-            return Ok(());
-        }
-        self.commit("ack", consumer, seq_no).await
+        let group = self.group(consumer)?;
+        let to = self.partition_at(Self::offset_after(seq_no)?)?;
+        let read = self.partition_at(Offset::Invalid)?;
+        self.blocking("ack", move |t| group.commit(&to, Some((seq_no, read)), t))
+            .await
     }
 
     async fn open_reader(&self, consumer: &str, from: SeqNo) -> Result<KafkaReader, EventLogError> {
@@ -480,10 +530,10 @@ impl Driver for KafkaDriver {
     async fn log_exists(&self) -> Result<bool, EventLogError> {
         // Asked through a consumer, which never creates a topic by asking
         // (a producer may, on brokers that auto-create topics).
-        let client = self.group_client(METADATA_GROUP)?;
+        let group = self.group(METADATA_GROUP)?;
         let topic = self.topic.clone();
         self.blocking("subscription", move |t| {
-            let metadata = client.fetch_metadata(Some(&topic), t)?;
+            let metadata = group.client.fetch_metadata(Some(&topic), t)?;
             Ok(metadata.topics().first().is_some_and(|m| {
                 m.error()
                     != Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)

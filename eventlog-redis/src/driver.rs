@@ -221,9 +221,9 @@ impl Driver for RedisDriver {
     async fn move_consumer(&self, consumer: &str, next: SeqNo) -> Result<(), EventLogError> {
         self.delivered.forget(consumer);
         let id = format!("0-{}", next - 1);
-        self.script::<i64>(&scripts::SEEK, &[consumer, &id])
-            .await
-            .map(drop)
+        // Each call drops at most `scripts::STEP` pending entries.
+        while self.script::<i64>(&scripts::SEEK, &[consumer, &id]).await? == 2 {}
+        Ok(())
     }
 
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<(), EventLogError> {
@@ -235,9 +235,17 @@ impl Driver for RedisDriver {
             // Someone else moved the group: the script decides.
             self.delivered.forget(consumer);
         }
-        let (accepted, last): (i64, u64) = self
-            .script(&scripts::ACK, &[consumer, &seq_no.to_string()])
-            .await?;
+        let n = seq_no.to_string();
+        let (accepted, last) = loop {
+            // Each call acknowledges at most `scripts::STEP` entries.
+            match self
+                .script::<(i64, u64)>(&scripts::ACK, &[consumer, &n])
+                .await?
+            {
+                (2, _) => continue,
+                reply => break reply,
+            }
+        };
         if accepted == 0 {
             // The log holds less than the handle had seen: it was deleted
             // and created again.

@@ -1,16 +1,31 @@
 //! The Lua scripts behind appends, ack, seek and consumer state.
 //!
-//! Each runs atomically on the server, so a cumulative ack (acknowledge
-//! every pending entry up to n, then move the group's last delivered id)
-//! or a seek (move the group, drop its pending entries) is never seen half
-//! done, and costs one round trip.
+//! Each runs atomically on the server, so what one call does is never seen
+//! half done, and the common cases cost one round trip.
 //!
 //! A consumer's position is the group's acknowledgement floor: the entry
 //! before its oldest pending entry, or its last delivered id when nothing
 //! is pending.
+//!
+//! A script blocks the whole server while it runs, and one that runs past
+//! `lua-time-limit` (5 s by default) makes every other client's command
+//! fail with `BUSY`. So no call touches more than [`STEP`] pending entries
+//! (about 25 ms of server time, measured on Redis 7.0.15); an ack or seek
+//! over more pending entries takes several calls, each leaving a state in
+//! which the position is where it was or on the way to where it goes, and
+//! the driver calls again until the script says it is done.
 
 use redis::Script;
 use std::sync::LazyLock;
+
+/// The most pending entries one call of [`ACK`] or [`SEEK`] acknowledges
+/// or drops; the Lua below says `STEP` where it means this number.
+pub(crate) const STEP: usize = 10_000;
+
+/// A script: [`HELPERS`], then `body`, with [`STEP`]'s value for `STEP`.
+fn with_helpers(body: &str) -> Script {
+    Script::new(&format!("{HELPERS}\n{body}").replace("STEP", &STEP.to_string()))
+}
 
 const HELPERS: &str = r#"
 local function seq(id) return tonumber(string.match(id, '^0%-(%d+)$')) or 0 end
@@ -34,16 +49,21 @@ local function delivered(key, group)
   end
   return nil
 end
--- Acknowledges every pending entry of the group up to the entry id `upto`.
-local function ack_up_to(key, group, upto)
-  while true do
-    local pending = redis.call('XPENDING', key, group, '-', upto, 1000)
-    if #pending == 0 then return end
+-- Acknowledges the group's pending entries from `from` to `upto`, oldest
+-- first, at most STEP of them; true when none is left in that range.
+local function ack_range(key, group, from, upto)
+  local left = STEP
+  while left > 0 do
+    local want = math.min(left, 1000)
+    local pending = redis.call('XPENDING', key, group, from, upto, want)
+    if #pending == 0 then return true end
     local ids = {}
     for i, p in ipairs(pending) do ids[i] = p[1] end
     redis.call('XACK', key, group, unpack(ids))
-    if #pending < 1000 then return end
+    if #pending < want then return true end
+    left = left - #pending
   end
+  return #redis.call('XPENDING', key, group, from, upto, 1) == 0
 end
 local function position(key, group)
   local last = delivered(key, group)
@@ -55,83 +75,98 @@ end
 "#;
 
 /// `KEYS[1]` stream, `ARGV[1]` group, `ARGV[2]` n: acknowledges everything
-/// up to n. Returns `{1, last}`, or `{0, last}` when n is out of range.
+/// up to n. Returns `{1, last}` when done, `{2, last}` when it acknowledged
+/// [`STEP`] entries and more are pending up to n (call again), or `{0, last}`
+/// when n is out of range.
 pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r#"{HELPERS}
+    with_helpers(
+        r#"
 local key, group, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
 -- The common case first, in one XPENDING and one XACK: n itself is pending,
 -- so it was delivered (n is in range and the group is past it).
 local ok, pending = pcall(redis.call, 'XPENDING', key, group, '-', '0-' .. ARGV[2], 1000)
 if ok and #pending > 0 and #pending < 1000 and pending[#pending][1] == '0-' .. ARGV[2] then
-  local ids = {{}}
+  local ids = {}
   for i, p in ipairs(pending) do ids[i] = p[1] end
   redis.call('XACK', key, group, unpack(ids))
-  return {{1, n}}
+  return {1, n}
 end
 local last = last_seq(key)
-if n < 1 or n > last then return {{0, last}} end
+if n < 1 or n > last then return {0, last} end
 local pos = position(key, group)
 if pos == nil then
   redis.call('XGROUP', 'CREATE', key, group, '0-' .. ARGV[2], 'MKSTREAM')
-  return {{1, last}}
+  return {1, last}
 end
-if n <= pos then return {{1, last}} end
-ack_up_to(key, group, '0-' .. ARGV[2])
+if n <= pos then return {1, last} end
+-- Oldest first, so the position only moves forward, call after call.
+if not ack_range(key, group, '-', '0-' .. ARGV[2]) then return {2, last} end
 if delivered(key, group) < n then redis.call('XGROUP', 'SETID', key, group, '0-' .. ARGV[2]) end
-return {{1, last}}
-"#
-    ))
+return {1, last}
+"#,
+    )
 });
 
-/// `KEYS[1]` stream, `ARGV[1]` group, `ARGV[2]` the id to move to (`0-k`
-/// or `$`): sets the group's position and drops its pending entries, so
-/// nothing stale is delivered again. Creates the group if needed.
+/// `KEYS[1]` stream, `ARGV[1]` group, `ARGV[2]` the id to move to (`0-k`):
+/// sets the group's position and drops its pending entries, so nothing
+/// stale is delivered again. Creates the group if needed. Returns 1 when
+/// done, 2 when it only dropped [`STEP`] pending entries (call again).
+///
+/// With more than [`STEP`] entries pending, a call acknowledges all but the
+/// oldest one, which holds the position where it was; the call that finds
+/// few enough moves the group and drops the rest at once, so the position
+/// goes from the old one to the new one in one step. Entries a live reader
+/// takes meanwhile are delivered again after the move, which `>` reads from
+/// the new last delivered id, acknowledged or not.
 pub(crate) static SEEK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r#"{HELPERS}
+    with_helpers(
+        r#"
 local key, group, id = KEYS[1], ARGV[1], ARGV[2]
 if delivered(key, group) == nil then
   redis.call('XGROUP', 'CREATE', key, group, id, 'MKSTREAM')
   return 1
 end
-redis.call('XGROUP', 'SETID', key, group, id)
 local summary = redis.call('XPENDING', key, group)
+if summary[1] > STEP then
+  ack_range(key, group, '(' .. summary[2], '+')
+  return 2
+end
+redis.call('XGROUP', 'SETID', key, group, id)
 if type(summary[4]) == 'table' then
   for _, member in ipairs(summary[4]) do redis.call('XGROUP', 'DELCONSUMER', key, group, member[1]) end
 end
 return 1
-"#
-    ))
+"#,
+    )
 });
 
 /// `KEYS[1]` stream, `ARGV[1]` group: creates the group at the beginning
 /// unless it exists.
 pub(crate) static ENSURE_GROUP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r#"{HELPERS}
+    with_helpers(
+        r#"
 if delivered(KEYS[1], ARGV[1]) == nil then
   redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0-0', 'MKSTREAM')
 end
 return 1
-"#
-    ))
+"#,
+    )
 });
 
 /// `KEYS[1]` stream, `ARGV[1]` group: `{position or -1, last}`; changes
 /// nothing.
 pub(crate) static STATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r#"{HELPERS}
+    with_helpers(
+        r#"
 local pos = position(KEYS[1], ARGV[1])
-return {{pos or -1, last_seq(KEYS[1])}}
-"#
-    ))
+return {pos or -1, last_seq(KEYS[1])}
+"#,
+    )
 });
 
 /// `KEYS[1]` stream: the last sequence number, 0 when empty or missing.
 pub(crate) static LAST: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{HELPERS}\nreturn last_seq(KEYS[1])\n")));
+    LazyLock::new(|| with_helpers("return last_seq(KEYS[1])"));
 
 /// `KEYS[1]` stream, `KEYS[1 + i]` the dedup key of event i (none when
 /// `ARGV[1]`, the window in ms, is 0); `ARGV[2]` the expected last number
@@ -225,11 +260,11 @@ return out
 /// `KEYS[1]` stream: the first stored sequence number, the last plus one
 /// when none is stored (or the stream is missing).
 pub(crate) static FIRST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r#"{HELPERS}
+    with_helpers(
+        r#"
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 if #first == 1 then return seq(first[1][1]) end
 return last_seq(KEYS[1]) + 1
-"#
-    ))
+"#,
+    )
 });

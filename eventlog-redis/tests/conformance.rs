@@ -20,9 +20,13 @@ const PREFIX: &str = "eventlog-test:";
 
 async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(url)?;
+    // The client's default response timeout is short for a broker that
+    // every test of the binary loads at once.
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
     Ok(tokio::time::timeout(
         Duration::from_secs(5),
-        client.get_multiplexed_async_connection(),
+        client.get_multiplexed_async_connection_with_config(&config),
     )
     .await??)
 }
@@ -284,5 +288,63 @@ async fn acks_keep_counting_after_an_ack_through_another_handle() -> Result<()> 
     );
     let raw = fx.raw_acked(&name, &c).await?;
     anyhow::ensure!(raw == Some(20), "log {name}: XPENDING/XINFO show {raw:?}");
+    Ok(())
+}
+
+/// An ack or a seek over more pending entries than one script call may
+/// touch (`STEP`, 10,000: a script blocks the server while it runs) takes
+/// several calls, and lands exactly where one call would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_seeks_over_many_pending_entries_land_exactly() -> Result<()> {
+    use conformance::support::{event, next_within, unique};
+    use eventlog_core::SeekPosition;
+    const PENDING: usize = 25_000;
+    let fx = Redis::shared().await?;
+    let name = unique("many-pending");
+    let log = fx.open(&name).await?;
+    for chunk in (0..PENDING).collect::<Vec<_>>().chunks(1000) {
+        log.append_batch(chunk.iter().map(|&i| event(i)).collect())
+            .await?;
+    }
+    let c = unique("worker");
+    log.seek(&c, SeekPosition::Beginning).await?;
+    // Another process's reader that took everything and acknowledged nothing.
+    let mut conn = raw(&fx.url).await?;
+    for _ in 0..PENDING / 5000 {
+        let read: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&c)
+            .arg("eventlog")
+            .arg("COUNT")
+            .arg(5000)
+            .arg("STREAMS")
+            .arg(Redis::key(&name))
+            .arg(">")
+            .query_async(&mut conn)
+            .await?;
+        anyhow::ensure!(
+            read != redis::Value::Nil,
+            "log {name}: XREADGROUP read nothing"
+        );
+    }
+    log.ack(&c, 22_222).await?;
+    let raw_acked = fx.raw_acked(&name, &c).await?;
+    anyhow::ensure!(
+        raw_acked == Some(22_222),
+        "log {name}: after ack(22222) over {PENDING} pending entries XPENDING/XINFO show {raw_acked:?}"
+    );
+    log.seek(&c, SeekPosition::Sequence(3)).await?;
+    let raw_acked = fx.raw_acked(&name, &c).await?;
+    anyhow::ensure!(
+        raw_acked == Some(2),
+        "log {name}: after a seek to 3 XPENDING/XINFO show {raw_acked:?}"
+    );
+    let mut stream = log.subscribe(&c, SeekPosition::LastAcknowledged).await?;
+    let first = next_within(&mut stream, Duration::from_secs(10)).await?;
+    anyhow::ensure!(
+        first.seq_no == Some(3),
+        "log {name}: after a seek to 3 the subscription starts at {:?}",
+        first.seq_no
+    );
     Ok(())
 }
