@@ -40,6 +40,9 @@ pub struct KafkaConfig {
     pub sasl: Option<Sasl>,
     /// Use TLS (`SSL` or `SASL_SSL`).
     pub tls: bool,
+    /// Allow SASL `PLAIN` without TLS, which sends the password as it is
+    /// over the network (off by default: `build` refuses that combination).
+    pub cleartext_password: bool,
     /// A PEM file of CA certificates to trust.
     pub ca_location: Option<String>,
     /// The bound on every operation; appends' delivery timeout too.
@@ -70,6 +73,7 @@ impl fmt::Debug for KafkaConfig {
             .field("log", &self.log)
             .field("sasl", &self.sasl)
             .field("tls", &self.tls)
+            .field("cleartext_password", &self.cleartext_password)
             .field("ca_location", &self.ca_location)
             .field("timeout", &self.timeout)
             .field("topic_prefix", &self.topic_prefix)
@@ -96,6 +100,7 @@ impl KafkaConfig {
                 log: log.into(),
                 sasl: None,
                 tls: false,
+                cleartext_password: false,
                 ca_location: None,
                 timeout: DEFAULT_TIMEOUT,
                 subscription: SubscriptionSettings::default(),
@@ -111,9 +116,9 @@ impl KafkaConfig {
     }
 
     /// The configuration a URL describes:
-    /// `kafka://[user:password@]host:port[,host:port…]/<log>?sasl_mechanism=…&tls=true&timeout_ms=…&topic_prefix=…&group_prefix=…&replication_factor=…&retention_ms=…&create_topic=false&max_payload=…`.
+    /// `kafka://[user:password@]host:port[,host:port…]/<log>?sasl_mechanism=…&tls=true&timeout_ms=…&topic_prefix=…&group_prefix=…&replication_factor=…&retention_ms=…&create_topic=false&max_payload=…&cleartext_password=true`.
     /// A user and password mean SASL, `PLAIN` unless `sasl_mechanism` says
-    /// otherwise.
+    /// otherwise; `PLAIN` needs `tls=true` or `cleartext_password=true`.
     pub fn from_url(url: &str) -> Result<KafkaConfigBuilder, EventLogError> {
         let url = LogUrl::parse(url)?;
         url.expect_scheme(&["kafka"])?;
@@ -152,6 +157,7 @@ impl KafkaConfig {
                     "group_prefix" => builder.with_group_prefix(option.value()),
                     "create_topic" => builder.with_create_topic(option.flag()?),
                     "tls" => builder.with_tls(option.flag()?),
+                    "cleartext_password" => builder.with_cleartext_password(option.flag()?),
                     "sasl_mechanism" => {
                         mechanism = option.value().to_owned();
                         builder
@@ -165,6 +171,16 @@ impl KafkaConfig {
             builder = builder.with_sasl(mechanism, user, password);
         }
         Ok(builder)
+    }
+
+    /// Whether the clients use TLS: `tls`, or a `security.protocol`
+    /// property of `ssl` or `sasl_ssl`.
+    fn uses_tls(&self) -> bool {
+        self.tls
+            || self
+                .properties
+                .get("security.protocol")
+                .is_some_and(|p| p.expose().to_ascii_lowercase().ends_with("ssl"))
     }
 
     /// The topic that holds the log.
@@ -203,6 +219,13 @@ impl KafkaConfigBuilder {
     /// Use TLS.
     pub fn with_tls(mut self, tls: bool) -> Self {
         self.config.tls = tls;
+        self
+    }
+
+    /// Allow SASL `PLAIN` without TLS (default: refused), for a network
+    /// where a password sent as it is cannot be read by anyone else.
+    pub fn with_cleartext_password(mut self, allow: bool) -> Self {
+        self.config.cleartext_password = allow;
         self
     }
 
@@ -303,6 +326,17 @@ impl KafkaConfigBuilder {
                 sasl.mechanism
             ));
         }
+        if config.sasl.as_ref().is_some_and(|s| s.mechanism == "PLAIN")
+            && !config.uses_tls()
+            && !config.cleartext_password
+        {
+            return invalid(
+                "SASL PLAIN without TLS sends the password as it is to the brokers: \
+                 use TLS (tls=true, with_tls), a SCRAM mechanism (sasl_mechanism=SCRAM-SHA-512), \
+                 or accept it with cleartext_password=true (with_cleartext_password)"
+                    .into(),
+            );
+        }
         Ok(config)
     }
 }
@@ -363,6 +397,33 @@ mod tests {
                 "{url}: {err:?}"
             );
             assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn sasl_plain_without_tls_needs_an_explicit_opt_in() {
+        let plain = "kafka://u:hunter2@h/log";
+        let err = KafkaConfig::from_url(plain)
+            .and_then(KafkaConfigBuilder::build)
+            .unwrap_err();
+        let reason = err.to_string();
+        assert!(
+            matches!(err, EventLogError::InvalidConfig { .. })
+                && reason.contains("cleartext_password=true")
+                && !reason.contains("hunter2"),
+            "{err:?}"
+        );
+        let by_hand = KafkaConfig::builder("h:1", "log").with_sasl("PLAIN", "u", "hunter2");
+        assert!(by_hand.clone().build().is_err());
+        for allowed in [
+            KafkaConfig::from_url(&format!("{plain}?tls=true")).unwrap(),
+            KafkaConfig::from_url(&format!("{plain}?cleartext_password=true")).unwrap(),
+            KafkaConfig::from_url(&format!("{plain}?sasl_mechanism=SCRAM-SHA-256")).unwrap(),
+            by_hand.clone().with_cleartext_password(true),
+            by_hand.with_property("security.protocol", "SASL_SSL"),
+        ] {
+            let debug = format!("{allowed:?}");
+            assert!(allowed.build().is_ok(), "{debug}");
         }
     }
 }

@@ -32,7 +32,11 @@ impl std::fmt::Debug for Backend {
     }
 }
 
-type Opener = for<'a> fn(&'a str) -> BoxFuture<'a, Result<Arc<dyn EventLog>>>;
+type Opener = for<'a> fn(&'a str, &'a str) -> BoxFuture<'a, Result<Arc<dyn EventLog>>>;
+
+/// The names of the credential variables, after their prefix: each is
+/// read only for a URL that leaves that credential out.
+pub const CREDENTIAL_VARIABLES: &[&str] = &["PASSWORD", "NATS_TOKEN", "NATS_NKEY", "NATS_CREDS"];
 
 /// Every backend, by scheme: the one table [`connect`] dispatches through.
 pub const BACKENDS: &[Backend] = &[
@@ -72,11 +76,21 @@ pub const BACKENDS: &[Backend] = &[
 /// Credentials may come from the environment instead of the URL, and those
 /// in the URL win: `EVENTLOG_PASSWORD` for a URL with a user and no
 /// password; for NATS with no user in the URL, `EVENTLOG_NATS_TOKEN`,
-/// `EVENTLOG_NATS_NKEY` or `EVENTLOG_NATS_CREDS` (a creds file).
+/// `EVENTLOG_NATS_NKEY` or `EVENTLOG_NATS_CREDS` (a creds file). A program
+/// that opens logs on more than one broker gives each its own variables
+/// with [`connect_with_env`], so no broker is sent another's password.
 ///
 /// A scheme whose feature is not compiled in, or a malformed URL, is an
 /// [`EventLogError::InvalidConfig`] that says what to do.
 pub async fn connect(url: &str) -> Result<Arc<dyn EventLog>> {
+    connect_with_env(url, "EVENTLOG_").await
+}
+
+/// [`connect`], reading the credential variables with `prefix` in place
+/// of `EVENTLOG_` ([`CREDENTIAL_VARIABLES`] after it): `eventlog copy`
+/// reads `EVENTLOG_FROM_PASSWORD` for its source and `EVENTLOG_TO_PASSWORD`
+/// for its target.
+pub async fn connect_with_env(url: &str, prefix: &str) -> Result<Arc<dyn EventLog>> {
     let Some((scheme, _)) = url.split_once("://") else {
         return Err(invalid(format!(
             "`{}` is not a URL like memory://orders",
@@ -95,7 +109,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn EventLog>> {
         )));
     };
     match backend.open {
-        Some(open) => open(url).await,
+        Some(open) => open(url, prefix).await,
         None => Err(invalid(format!(
             "`{scheme}://` needs the `{}` feature of the eventlog crate",
             backend.feature
@@ -107,11 +121,18 @@ fn invalid(reason: String) -> anyhow::Error {
     EventLogError::InvalidConfig { reason }.into()
 }
 
-/// `url` with the password from `EVENTLOG_PASSWORD` when it names a user
-/// and no password.
+/// The credential variable `name` (one of [`CREDENTIAL_VARIABLES`]) after
+/// `prefix`, if set.
+#[allow(dead_code, reason = "only the broker backends take credentials")]
+fn credential(prefix: &str, name: &str) -> Option<String> {
+    std::env::var(format!("{prefix}{name}")).ok()
+}
+
+/// `url` with the password from `<prefix>PASSWORD` when it names a user and
+/// no password.
 #[allow(dead_code, reason = "only the broker backends take passwords")]
-fn with_env_password(url: &str) -> String {
-    with_password(url, std::env::var("EVENTLOG_PASSWORD").ok())
+fn with_env_password(url: &str, prefix: &str) -> String {
+    with_password(url, credential(prefix, "PASSWORD"))
 }
 
 /// `url` with `password` when it names a user and no password.
@@ -137,7 +158,7 @@ fn with_password(url: &str, password: Option<String>) -> String {
 }
 
 #[cfg(feature = "memory")]
-const MEMORY: Option<Opener> = Some(|url| {
+const MEMORY: Option<Opener> = Some(|url, _| {
     let log = url.trim_start_matches("memory://");
     let log = eventlog_memory::InMemoryLogs::global()
         .open(log)
@@ -149,48 +170,48 @@ const MEMORY: Option<Opener> = Some(|url| {
 const MEMORY: Option<Opener> = None;
 
 #[cfg(feature = "nats")]
-const NATS: Option<Opener> = Some(|url| Box::pin(nats(url)));
+const NATS: Option<Opener> = Some(|url, prefix| Box::pin(nats(url, prefix)));
 #[cfg(not(feature = "nats"))]
 const NATS: Option<Opener> = None;
 
 #[cfg(feature = "nats")]
-async fn nats(url: &str) -> Result<Arc<dyn EventLog>> {
+async fn nats(url: &str, prefix: &str) -> Result<Arc<dyn EventLog>> {
     use eventlog_nats::{NatsConfig, NatsEventLog};
-    let mut builder = NatsConfig::from_url(&with_env_password(url))?;
+    let mut builder = NatsConfig::from_url(&with_env_password(url, prefix))?;
     let url_has_credentials = eventlog_core::log_url::LogUrl::parse(url)?.user().is_some();
     if url_has_credentials {
         // The URL's own credentials win over the environment.
-    } else if let Ok(token) = std::env::var("EVENTLOG_NATS_TOKEN") {
+    } else if let Some(token) = credential(prefix, "NATS_TOKEN") {
         builder = builder.with_token(token);
-    } else if let Ok(seed) = std::env::var("EVENTLOG_NATS_NKEY") {
+    } else if let Some(seed) = credential(prefix, "NATS_NKEY") {
         builder = builder.with_nkey(seed);
-    } else if let Ok(path) = std::env::var("EVENTLOG_NATS_CREDS") {
+    } else if let Some(path) = credential(prefix, "NATS_CREDS") {
         builder = builder.with_creds_file(path);
     }
     Ok(Arc::new(NatsEventLog::connect(builder.build()?).await?))
 }
 
 #[cfg(feature = "kafka")]
-const KAFKA: Option<Opener> = Some(|url| Box::pin(kafka(url)));
+const KAFKA: Option<Opener> = Some(|url, prefix| Box::pin(kafka(url, prefix)));
 #[cfg(not(feature = "kafka"))]
 const KAFKA: Option<Opener> = None;
 
 #[cfg(feature = "kafka")]
-async fn kafka(url: &str) -> Result<Arc<dyn EventLog>> {
+async fn kafka(url: &str, prefix: &str) -> Result<Arc<dyn EventLog>> {
     use eventlog_kafka::{KafkaConfig, KafkaEventLog};
-    let config = KafkaConfig::from_url(&with_env_password(url))?.build()?;
+    let config = KafkaConfig::from_url(&with_env_password(url, prefix))?.build()?;
     Ok(Arc::new(KafkaEventLog::connect(config).await?))
 }
 
 #[cfg(feature = "redis")]
-const REDIS: Option<Opener> = Some(|url| Box::pin(redis(url)));
+const REDIS: Option<Opener> = Some(|url, prefix| Box::pin(redis(url, prefix)));
 #[cfg(not(feature = "redis"))]
 const REDIS: Option<Opener> = None;
 
 #[cfg(feature = "redis")]
-async fn redis(url: &str) -> Result<Arc<dyn EventLog>> {
+async fn redis(url: &str, prefix: &str) -> Result<Arc<dyn EventLog>> {
     use eventlog_redis::{RedisConfig, RedisEventLog};
-    let config = RedisConfig::from_url(&with_env_password(url))?.build()?;
+    let config = RedisConfig::from_url(&with_env_password(url, prefix))?.build()?;
     Ok(Arc::new(RedisEventLog::connect(config).await?))
 }
 

@@ -38,7 +38,7 @@
 mod connect;
 mod copy;
 
-pub use connect::{BACKENDS, Backend, connect};
+pub use connect::{BACKENDS, Backend, CREDENTIAL_VARIABLES, connect, connect_with_env};
 pub use copy::{CopyReport, copy};
 pub use eventlog_core::{
     AppendOptions, Appended, AttributeReader, BoxError, Capabilities, CheckedEventStream,

@@ -346,3 +346,88 @@ async fn copy_across_backends() -> Result<()> {
     }
     Ok(())
 }
+
+/// `copy` sends each broker only its own password: `EVENTLOG_FROM_PASSWORD`
+/// to `--from`, `EVENTLOG_TO_PASSWORD` to `--to`; while `EVENTLOG_PASSWORD`
+/// is set it refuses to start, without printing it. Two ACL users with
+/// different passwords on one Redis tell which side got which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_gives_each_side_its_own_password() -> Result<()> {
+    let url = redis().await?;
+    let (server, _) = url.rsplit_once('/').context("a log URL")?;
+    let mut admin = redis::Client::open(server)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let (reader, writer) = (unique("reader"), unique("writer"));
+    let (read_secret, write_secret) = (unique("read-secret"), unique("write-secret"));
+    for (user, password) in [(&reader, &read_secret), (&writer, &write_secret)] {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(user)
+            .arg(&["reset", "on", &format!(">{password}"), "~*", "&*", "+@all"])
+            .query_async::<()>(&mut admin)
+            .await?;
+    }
+    let host = server.trim_start_matches("redis://");
+    let (from, to) = (unique("copy-from"), unique("copy-to"));
+    eventlog::connect(&format!("redis://{reader}:{read_secret}@{host}/{from}"))
+        .await?
+        .append_batch(
+            (0..3)
+                .map(|i| EventEnvelope::new("/s", "t", format!("{i}")))
+                .collect(),
+        )
+        .await?;
+    let copy = |env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eventlog"));
+        command.args([
+            "copy",
+            "--from",
+            &format!("redis://{reader}@{host}/{from}"),
+            "--to",
+            &format!("redis://{writer}@{host}/{to}"),
+        ]);
+        for name in eventlog::CREDENTIAL_VARIABLES {
+            for prefix in ["EVENTLOG_", "EVENTLOG_FROM_", "EVENTLOG_TO_"] {
+                command.env_remove(format!("{prefix}{name}"));
+            }
+        }
+        command.envs(env.iter().copied());
+        run(command, None)
+    };
+
+    let shared = copy(&[("EVENTLOG_PASSWORD", &read_secret)]).await?;
+    let said = String::from_utf8_lossy(&shared.stderr);
+    ensure!(
+        !shared.status.success()
+            && said.contains("EVENTLOG_FROM_PASSWORD")
+            && !said.contains(&read_secret),
+        "copy with EVENTLOG_PASSWORD set: {shared:?}"
+    );
+    let swapped = copy(&[
+        ("EVENTLOG_FROM_PASSWORD", &write_secret),
+        ("EVENTLOG_TO_PASSWORD", &read_secret),
+    ])
+    .await?;
+    ensure!(
+        !swapped.status.success(),
+        "copy logged in with the other side's password: {swapped:?}"
+    );
+    let right = copy(&[
+        ("EVENTLOG_FROM_PASSWORD", &read_secret),
+        ("EVENTLOG_TO_PASSWORD", &write_secret),
+    ])
+    .await?;
+    let printed = String::from_utf8_lossy(&right.stdout);
+    ensure!(
+        right.status.success() && printed.trim() == "copied 3 events: 1..=3",
+        "copy with a password per side: {right:?}"
+    );
+    redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&reader)
+        .arg(&writer)
+        .query_async::<()>(&mut admin)
+        .await?;
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! `copy`: one log into another, any backends, resumable.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
@@ -20,12 +20,24 @@ pub(crate) struct CopyArgs {
 }
 
 pub(crate) async fn run(args: CopyArgs) -> Result<()> {
-    let open = |url: String| async move {
-        eventlog::connect(&url)
+    // One set of variables for both sides would send the source's
+    // password to the target: each side reads its own.
+    if let Some(name) = eventlog::CREDENTIAL_VARIABLES
+        .iter()
+        .find(|name| std::env::var_os(format!("EVENTLOG_{name}")).is_some())
+    {
+        bail!(
+            "EVENTLOG_{name} is set, and copy would send it to both brokers: \
+             set EVENTLOG_FROM_{name} for --from and EVENTLOG_TO_{name} for --to"
+        );
+    }
+    let open = |url: String, prefix: &'static str| async move {
+        eventlog::connect_with_env(&url, prefix)
             .await
             .with_context(|| format!("opening {}", eventlog::redact_url(&url)))
     };
-    let (source, target) = (open(args.from).await?, open(args.to).await?);
+    let source = open(args.from, "EVENTLOG_FROM_").await?;
+    let target = open(args.to, "EVENTLOG_TO_").await?;
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
             .expect("a valid template"),
