@@ -3,13 +3,13 @@
 use crate::codec;
 use crate::config::KafkaConfig;
 use crate::error::{AuthWatch, BACKEND, from_kafka};
-use crate::reader::KafkaReader;
+use crate::reader::{KafkaReader, ReaderClient, ReaderContext};
 use eventlog_core::driver::{Driver, bounded};
 use eventlog_core::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -393,15 +393,15 @@ impl KafkaDriver {
         &self,
         consumer: &str,
         offset: SeqNo,
-    ) -> Result<StreamConsumer, EventLogError> {
-        let reader: StreamConsumer = client_config(&self.config, false)
+    ) -> Result<ReaderClient, EventLogError> {
+        let reader: ReaderClient = client_config(&self.config, false)
             .set("group.id", self.config.group(consumer))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "100")
-            .create()
+            .create_with_context(ReaderContext::new(&self.topic))
             .map_err(|e| invalid_config(&e))?;
         reader
             .assign(&self.partition_at(Self::offset_after(offset)?)?)

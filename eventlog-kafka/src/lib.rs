@@ -49,8 +49,9 @@
 //!
 //! **Leak checks.** Kafka has no API that lists client connections, so the
 //! feature `probe` adds `KafkaEventLog::subscription_count`, which counts
-//! the subscriptions (each a librdkafka consumer) alive in this process;
-//! production builds leave it off.
+//! the librdkafka clients of subscription readers that exist in this
+//! process, until librdkafka has destroyed them; production builds leave
+//! it off.
 
 mod codec;
 mod config;

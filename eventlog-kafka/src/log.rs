@@ -38,9 +38,10 @@ impl KafkaEventLog {
         &self.log.driver().topic
     }
 
-    /// How many subscriptions on this log's topic are alive in this
-    /// process, each holding a Kafka consumer (feature `probe`, for leak
-    /// checks: Kafka lists no client connections).
+    /// How many librdkafka clients of subscription readers on this log's
+    /// topic exist in this process, counted until librdkafka has destroyed
+    /// them (feature `probe`, for leak checks: Kafka lists no client
+    /// connections).
     #[cfg(feature = "probe")]
     pub fn subscription_count(&self) -> usize {
         crate::reader::live(self.topic())
