@@ -12,6 +12,7 @@
 
 mod raw;
 mod report;
+mod resources;
 mod target;
 mod workloads;
 
@@ -30,6 +31,10 @@ struct Args {
     /// smoke (seconds, for CI) or full (minutes, for the figures).
     #[arg(long, default_value = "full")]
     scale: Scale,
+    /// Measure only what subscriptions cost (memory, threads), not
+    /// throughput and latency.
+    #[arg(long)]
+    resources_only: bool,
     /// Where the table and the chart go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
@@ -68,7 +73,7 @@ fn main() -> Result<()> {
                 .enable_all()
                 .build()?,
         };
-        let report = runtime.block_on(workloads::run(backend, args.scale))?;
+        let report = runtime.block_on(workloads::run(backend, args.scale, args.resources_only))?;
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
@@ -78,6 +83,7 @@ fn main() -> Result<()> {
         let output = Command::new(std::env::current_exe()?)
             .args(["--child", &format!("{backend:?}").to_lowercase()])
             .args(["--scale", &format!("{:?}", args.scale).to_lowercase()])
+            .args(args.resources_only.then_some("--resources-only"))
             .stderr(std::process::Stdio::inherit())
             .output()?;
         if !output.status.success() {

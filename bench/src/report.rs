@@ -21,6 +21,21 @@ pub(crate) struct Latency {
     pub(crate) p999_us: u64,
 }
 
+/// What subscriptions cost the process (`resources.rs`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Resources {
+    /// Idle subscriptions held at once.
+    pub(crate) idle: usize,
+    /// Resident memory per idle subscription.
+    pub(crate) rss_per_idle_kib: f64,
+    /// Threads per idle subscription.
+    pub(crate) threads_per_idle: f64,
+    /// Consumer names that each subscribed and dropped.
+    pub(crate) churned: usize,
+    /// Resident memory gained over the second half of them.
+    pub(crate) churn_growth_kib: i64,
+}
+
 /// Everything measured on one backend.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct BackendReport {
@@ -29,6 +44,7 @@ pub(crate) struct BackendReport {
     /// Through the EventLog API, and through the raw client.
     pub(crate) latency: (Latency, Option<Latency>),
     pub(crate) peak_rss_kib: u64,
+    pub(crate) resources: Resources,
 }
 
 fn ratio(figure: &Figure) -> Option<f64> {
@@ -89,6 +105,13 @@ pub(crate) fn table(reports: &[BackendReport]) -> String {
             out,
             "| latency p50 / p99 / p99.9 | {} | {raw} | |\n",
             show(ours)
+        );
+        let r = &report.resources;
+        let _ = writeln!(
+            out,
+            "{} idle subscriptions: {:.0} KiB and {:.2} threads each. {} consumer names \
+             subscribed and dropped: resident memory {:+} KiB over the second half.\n",
+            r.idle, r.rss_per_idle_kib, r.threads_per_idle, r.churned, r.churn_growth_kib
         );
     }
     out

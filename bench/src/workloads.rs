@@ -88,7 +88,11 @@ type Open = Arc<
 
 /// Every workload on one backend, through the EventLog API and, for a
 /// broker, through its raw client.
-pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport> {
+pub(crate) async fn run(
+    backend: Backend,
+    scale: Scale,
+    resources_only: bool,
+) -> Result<BackendReport> {
     let counts = counts(backend, scale);
     // The broker's container lives as long as this run (it is removed when
     // dropped).
@@ -138,7 +142,12 @@ pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport>
     };
     let mut figures = Vec::new();
     let mut latency = (Latency::default(), None);
-    for (name, workload) in WORKLOADS {
+    let workloads = if resources_only {
+        &[][..]
+    } else {
+        &WORKLOADS[..]
+    };
+    for &(name, workload) in workloads {
         let ours_rate = workload(ours.clone(), &counts)
             .await
             .with_context(|| format!("{name} through EventLog"))?;
@@ -157,24 +166,39 @@ pub(crate) async fn run(backend: Backend, scale: Scale) -> Result<BackendReport>
             raw: raw_rate,
         });
     }
-    if backend != Backend::Kafka {
-        let scheme = match backend {
-            Backend::Redis => "redis",
-            _ => "nats",
-        };
-        let url = broker.as_ref().map(|b| b.url(scheme));
+    if backend != Backend::Kafka && !resources_only {
+        let url = broker.as_ref().map(|b| b.url(scheme(backend)));
         figures.extend(append_modes(url, counts.single).await?);
     }
-    latency.0 = measure_latency(ours.clone(), counts.latency).await?;
-    if let Some(open) = &raw {
-        latency.1 = Some(measure_latency(open.clone(), counts.latency).await?);
+    if !resources_only {
+        latency.0 = measure_latency(ours.clone(), counts.latency).await?;
+        if let Some(open) = &raw {
+            latency.1 = Some(measure_latency(open.clone(), counts.latency).await?);
+        }
     }
+    let log = own_log(
+        broker.as_ref().map(|b| b.url(scheme(backend))).as_deref(),
+        true,
+    )
+    .await?;
+    let resources = crate::resources::measure(&*log, backend, scale).await?;
     Ok(BackendReport {
         backend: format!("{backend:?}").to_lowercase(),
         figures,
         latency,
         peak_rss_kib: peak_rss_kib(),
+        resources,
     })
+}
+
+/// The URL scheme of `backend`'s broker.
+fn scheme(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Memory => "memory",
+        Backend::Redis => "redis",
+        Backend::Nats => "nats",
+        Backend::Kafka => "kafka",
+    }
 }
 
 /// Opens a log of the raw client on the broker at a URL.

@@ -394,7 +394,23 @@ impl KafkaDriver {
         consumer: &str,
         offset: SeqNo,
     ) -> Result<ReaderClient, EventLogError> {
+        // librdkafka prefetches up to 100,000 messages or 64 MiB per
+        // partition by default; the generic log reads ahead at most its
+        // own limits, so the client's queue need not hold more (one event
+        // of the largest size always fits).
+        let settings = &self.config.subscription;
+        let queue_kib = settings
+            .read_ahead_bytes
+            .max(self.config.max_payload + 64 * 1024)
+            .div_ceil(1024)
+            .min(2_097_151); // librdkafka's maximum
+
         let reader: ReaderClient = client_config(&self.config, false)
+            .set(
+                "queued.min.messages",
+                settings.read_ahead_events.min(10_000_000).to_string(),
+            )
+            .set("queued.max.messages.kbytes", queue_kib.to_string())
             .set("group.id", self.config.group(consumer))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

@@ -371,16 +371,21 @@ impl Driver for NatsDriver {
         }
     }
 }
+/// The durable consumers' ack wait: a year (see [`durable`]).
+const ACK_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The durable pull consumer of one consumer name: cumulative acks; no
 /// limit on unacknowledged deliveries, so a subscriber that never acks does
-/// not stall; a long ack wait, since redelivery is driven by resets, not
-/// timers (a subscription skips what it already handed out anyway).
+/// not stall; an ack wait of a year, since redelivery is driven by resets
+/// (each new reader resets to the ack floor), never by timers: with a
+/// shorter one, a live subscriber that never acks (`eventlog tail` without
+/// `--ack`) was sent its whole pending set again after each wait.
 fn durable(name: &str) -> consumer::pull::Config {
     consumer::pull::Config {
         durable_name: Some(name.to_owned()),
         ack_policy: consumer::AckPolicy::All,
         deliver_policy: consumer::DeliverPolicy::All,
-        ack_wait: Duration::from_secs(3600),
+        ack_wait: ACK_WAIT,
         max_ack_pending: -1,
         max_deliver: -1,
         ..Default::default()

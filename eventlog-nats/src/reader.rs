@@ -167,6 +167,15 @@ fn unavailable(err: impl Into<eventlog_core::BoxError>) -> EventLogError {
     }
 }
 
+impl Drop for NatsReader {
+    /// Its reply subjects go with it: acks after the subscription ended
+    /// take the reset path, and a handle keeps nothing for consumers it no
+    /// longer reads.
+    fn drop(&mut self) {
+        self.replies.forget(&self.consumer);
+    }
+}
+
 impl Reader for NatsReader {
     async fn read(
         &mut self,
