@@ -37,7 +37,17 @@ local function last_seq(key)
   end
   return 0
 end
+-- The group's pending summary {count, oldest, newest, members}, or nil when
+-- there is no group (or no stream). O(1), where `delivered` reads every
+-- group of the stream.
+local function pending_summary(key, group)
+  local ok, summary = pcall(redis.call, 'XPENDING', key, group)
+  if ok then return summary end
+  return nil
+end
 -- The group's last delivered sequence number, or nil when there is no group.
+-- XINFO GROUPS lists every group of the stream: the cost grows with the
+-- number of consumers, so it is asked only when nothing else tells.
 local function delivered(key, group)
   if redis.call('EXISTS', key) == 0 then return nil end
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
@@ -66,11 +76,10 @@ local function ack_range(key, group, from, upto)
   return #redis.call('XPENDING', key, group, from, upto, 1) == 0
 end
 local function position(key, group)
-  local last = delivered(key, group)
-  if last == nil then return nil end
-  local pending = redis.call('XPENDING', key, group)
+  local pending = pending_summary(key, group)
+  if pending == nil then return nil end
   if pending[1] > 0 then return seq(pending[2]) - 1 end
-  return last
+  return delivered(key, group)
 end
 "#;
 
@@ -101,7 +110,11 @@ end
 if n <= pos then return {1, last} end
 -- Oldest first, so the position only moves forward, call after call.
 if not ack_range(key, group, '-', '0-' .. ARGV[2]) then return {2, last} end
-if delivered(key, group) < n then redis.call('XGROUP', 'SETID', key, group, '0-' .. ARGV[2]) end
+-- Entries still pending are past n, and so is the group: only with none
+-- left may it be behind n.
+if pending_summary(key, group)[1] == 0 and delivered(key, group) < n then
+  redis.call('XGROUP', 'SETID', key, group, '0-' .. ARGV[2])
+end
 return {1, last}
 "#,
     )
@@ -122,11 +135,11 @@ pub(crate) static SEEK: LazyLock<Script> = LazyLock::new(|| {
     with_helpers(
         r#"
 local key, group, id = KEYS[1], ARGV[1], ARGV[2]
-if delivered(key, group) == nil then
+local summary = pending_summary(key, group)
+if summary == nil then
   redis.call('XGROUP', 'CREATE', key, group, id, 'MKSTREAM')
   return 1
 end
-local summary = redis.call('XPENDING', key, group)
 if summary[1] > STEP then
   ack_range(key, group, '(' .. summary[2], '+')
   return 2
@@ -145,7 +158,7 @@ return 1
 pub(crate) static ENSURE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     with_helpers(
         r#"
-if delivered(KEYS[1], ARGV[1]) == nil then
+if pending_summary(KEYS[1], ARGV[1]) == nil then
   redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0-0', 'MKSTREAM')
 end
 return 1

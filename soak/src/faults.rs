@@ -21,6 +21,9 @@ pub(crate) enum Fault {
     /// `docker pause` (the cgroup freezer: SIGSTOP-like) for the operation
     /// timeout plus [`PAUSE_PAST_TIMEOUT`].
     Pause,
+    /// `docker kill --signal KILL` (no shutdown, nothing flushed), then
+    /// `docker start`, until the broker logs that it is ready.
+    Kill,
 }
 
 impl fmt::Display for Fault {
@@ -28,18 +31,27 @@ impl fmt::Display for Fault {
         f.write_str(match self {
             Self::Restart => "restart",
             Self::Pause => "pause",
+            Self::Kill => "kill",
         })
     }
 }
 
-/// `restarts` restarts and `pauses` pauses, the pauses spread evenly
-/// among the restarts (5 and 2: R R R P R R P).
-pub(crate) fn schedule(restarts: usize, pauses: usize) -> Vec<Fault> {
-    let total = restarts + pauses;
+/// `restarts` restarts, `pauses` pauses and `kills` kills: the pauses
+/// spread evenly among the rest (5 and 2: R R R P R R P), then the kills
+/// evenly among the restart slots (4 restarts, 2 pauses, 1 kill:
+/// R R R P R K P).
+pub(crate) fn schedule(restarts: usize, pauses: usize, kills: usize) -> Vec<Fault> {
+    let spread = |n: usize, among: usize, i: usize| (i + 1) * n / among > i * n / among;
+    let (stops, total) = (restarts + kills, restarts + kills + pauses);
+    let mut stop = 0;
     (0..total)
         .map(|i| {
-            if (i + 1) * pauses / total > i * pauses / total {
-                Fault::Pause
+            if spread(pauses, total, i) {
+                return Fault::Pause;
+            }
+            stop += 1;
+            if spread(kills, stops, stop - 1) {
+                Fault::Kill
             } else {
                 Fault::Restart
             }
@@ -52,6 +64,7 @@ pub(crate) fn schedule(restarts: usize, pauses: usize) -> Vec<Fault> {
 pub(crate) struct Injected {
     pub(crate) restarts: usize,
     pub(crate) pauses: usize,
+    pub(crate) kills: usize,
 }
 
 /// Injects the faults of `schedule` into the broker in `container`, the
@@ -81,6 +94,12 @@ pub(crate) async fn run(
                 spec.wait_ready(container).await?;
                 injected.restarts += 1;
             }
+            Fault::Kill => {
+                container.kill().await?;
+                container.start().await?;
+                spec.wait_ready(container).await?;
+                injected.kills += 1;
+            }
             Fault::Pause => {
                 container.pause().await?;
                 // The fault's length, not a wait for something to happen.
@@ -106,14 +125,17 @@ pub(crate) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Fault::{Pause as P, Restart as R};
+    use Fault::{Kill as K, Pause as P, Restart as R};
 
     #[test]
-    fn pauses_are_spread_among_restarts() {
-        assert_eq!(schedule(5, 2), [R, R, R, P, R, R, P]);
-        assert_eq!(schedule(2, 1), [R, R, P]);
-        assert_eq!(schedule(0, 2), [P, P]);
-        assert_eq!(schedule(3, 0), [R, R, R]);
-        assert!(schedule(0, 0).is_empty());
+    fn faults_are_spread_evenly() {
+        assert_eq!(schedule(5, 2, 0), [R, R, R, P, R, R, P]);
+        assert_eq!(schedule(2, 1, 0), [R, R, P]);
+        assert_eq!(schedule(0, 2, 0), [P, P]);
+        assert_eq!(schedule(3, 0, 0), [R, R, R]);
+        assert!(schedule(0, 0, 0).is_empty());
+        assert_eq!(schedule(4, 2, 1), [R, R, R, P, R, K, P]);
+        assert_eq!(schedule(0, 0, 2), [K, K]);
+        assert_eq!(schedule(2, 1, 2), [R, K, R, K, P]);
     }
 }

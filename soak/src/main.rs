@@ -1,5 +1,5 @@
 //! `eventlog-soak`: each broker backend under load while its broker is
-//! restarted and paused, then checked for lost, duplicated, reordered and
+//! restarted, paused and killed, then checked for lost, duplicated, reordered and
 //! wrongly redelivered events (docs/soak.md).
 //!
 //! ```sh
@@ -9,7 +9,8 @@
 //!
 //! Each backend gets a broker container of its own, started the way the
 //! conformance harness starts them (`EVENTLOG_TEST_<BROKER>_IMAGE`,
-//! `EVENTLOG_TEST_DOCKER_NETWORK`), since the soak stops, starts and pauses it.
+//! `EVENTLOG_TEST_DOCKER_NETWORK`), since the soak stops, starts, pauses and
+//! kills it.
 
 mod audit;
 mod consumer;
@@ -20,18 +21,19 @@ mod writers;
 
 use anyhow::{Result, ensure};
 use clap::{Parser, ValueEnum};
-use conformance::harness::{BrokerSpec, KAFKA, NATS, REDIS};
+use conformance::harness::{BrokerSpec, KAFKA, NATS, NATS_DEFAULTS, REDIS, REDIS_DEFAULTS};
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(about = "Soak every broker backend under broker restarts and pauses")]
+#[command(about = "Soak every broker backend under broker restarts, pauses and kills")]
 struct Args {
     /// The backends to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "redis,nats,kafka")]
     backends: Vec<Backend>,
-    /// smoke: 2,000 events, 2 writers, 2 restarts, 1 pause (CI); full: 100,000
-    /// events, 4 writers, 5 restarts, 2 pauses (Kafka: 5,000 events, 2 writers).
+    /// smoke: 2,000 events, 2 writers, 2 restarts, 1 pause, 1 kill (CI);
+    /// full: 100,000 events, 4 writers, 5 restarts, 2 pauses, 3 kills (Kafka:
+    /// 5,000 events, 2 writers).
     #[arg(long, default_value = "full")]
     scale: Scale,
     /// Events to append, at least: writers go on until the faults are over
@@ -48,6 +50,14 @@ struct Args {
     /// Broker pauses (`docker pause`, longer than the operation timeout).
     #[arg(long)]
     pauses: Option<usize>,
+    /// Broker kills (SIGKILL, then start) during the run.
+    #[arg(long)]
+    kills: Option<usize>,
+    /// The brokers' persistence settings: `durable` (what the suites run:
+    /// Redis `appendfsync always`, NATS `sync_interval: always`) or the
+    /// brokers' `defaults`; tansu has one.
+    #[arg(long, default_value = "durable")]
+    durability: Durability,
     /// The operation timeout of every handle (`?timeout_ms=`), in
     /// milliseconds [default: 2000; Kafka: 10000 smoke, 30000 full].
     #[arg(long)]
@@ -71,14 +81,26 @@ impl Backend {
         }
     }
 
-    /// How the conformance harness starts this backend's broker.
-    fn broker(self) -> &'static BrokerSpec {
-        match self {
-            Self::Redis => &REDIS,
-            Self::Nats => &NATS,
-            Self::Kafka => &KAFKA,
+    /// How the conformance harness starts this backend's broker, with
+    /// `durability`.
+    fn broker(self, durability: Durability) -> &'static BrokerSpec {
+        match (self, durability) {
+            (Self::Redis, Durability::Durable) => &REDIS,
+            (Self::Redis, Durability::Defaults) => &REDIS_DEFAULTS,
+            (Self::Nats, Durability::Durable) => &NATS,
+            (Self::Nats, Durability::Defaults) => &NATS_DEFAULTS,
+            (Self::Kafka, _) => &KAFKA,
         }
     }
+}
+
+/// The brokers' persistence settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Durability {
+    /// Each acknowledged write on disk first (`docs/reliability.md`).
+    Durable,
+    /// The brokers' own defaults.
+    Defaults,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -94,7 +116,9 @@ struct Plan {
     writers: usize,
     restarts: usize,
     pauses: usize,
+    kills: usize,
     timeout: Duration,
+    durability: Durability,
 }
 
 impl Plan {
@@ -112,28 +136,36 @@ impl Plan {
                 writers: 2,
                 restarts: 2,
                 pauses: 1,
+                kills: 1,
                 timeout: Duration::from_secs(10),
+                durability: args.durability,
             },
             (Scale::Full, Backend::Kafka) => Self {
                 events: 5_000,
                 writers: 2,
                 restarts: 5,
                 pauses: 2,
+                kills: 3,
                 timeout: Duration::from_secs(30),
+                durability: args.durability,
             },
             (Scale::Smoke, _) => Self {
                 events: 2_000,
                 writers: 2,
                 restarts: 2,
                 pauses: 1,
+                kills: 1,
                 timeout: Duration::from_secs(2),
+                durability: args.durability,
             },
             (Scale::Full, _) => Self {
                 events: 100_000,
                 writers: 4,
                 restarts: 5,
                 pauses: 2,
+                kills: 3,
                 timeout: Duration::from_secs(2),
+                durability: args.durability,
             },
         };
         let plan = Self {
@@ -141,7 +173,9 @@ impl Plan {
             writers: args.writers.unwrap_or(base.writers),
             restarts: args.restarts.unwrap_or(base.restarts),
             pauses: args.pauses.unwrap_or(base.pauses),
+            kills: args.kills.unwrap_or(base.kills),
             timeout: args.timeout_ms.map_or(base.timeout, Duration::from_millis),
+            durability: args.durability,
         };
         ensure!(plan.events > 0, "--events must be at least 1");
         ensure!(plan.writers > 0, "--writers must be at least 1");

@@ -7,8 +7,8 @@ use std::fmt::Write;
 
 const HEADER: &str = "| backend | appended (Ok) | indeterminate | recovered | lost | duplicates \
                       | reorders/gaps | acked redeliveries | unacked redeliveries | restarts \
-                      | pauses | elapsed | events/s | verdict |\n\
-                      |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+                      | pauses | kills | elapsed | events/s | verdict |\n\
+                      |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 /// A Markdown table of every backend's counts; a backend that could not be
 /// run says so in its row.
@@ -19,7 +19,7 @@ pub(crate) fn table(rows: &[(Backend, Result<Outcome>)]) -> String {
         let _ = match result {
             Ok(o) => write!(
                 out,
-                "\n| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {:.0} | {} |",
+                "\n| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {:.0} | {} |",
                 o.appended,
                 o.indeterminate,
                 o.recovered,
@@ -30,6 +30,7 @@ pub(crate) fn table(rows: &[(Backend, Result<Outcome>)]) -> String {
                 o.unacked_redeliveries,
                 o.injected.restarts,
                 o.injected.pauses,
+                o.injected.kills,
                 o.elapsed.as_secs_f64(),
                 o.appended as f64 / o.elapsed.as_secs_f64(),
                 match (o.failed(), o.unknown) {
@@ -40,7 +41,7 @@ pub(crate) fn table(rows: &[(Backend, Result<Outcome>)]) -> String {
             ),
             Err(_) => write!(
                 out,
-                "\n| {name} | - | - | - | - | - | - | - | - | - | - | - | - | NOT RUN |"
+                "\n| {name} | - | - | - | - | - | - | - | - | - | - | - | - | - | NOT RUN |"
             ),
         };
     }

