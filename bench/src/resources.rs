@@ -25,6 +25,15 @@ fn counts(backend: Backend, scale: Scale) -> (usize, usize) {
     }
 }
 
+/// The URL options of the log measured: NATS caps a stream at 1,000
+/// consumer names unless it is created with a higher limit.
+pub(crate) fn url_options(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Nats => "?max_consumers=20000",
+        _ => "",
+    }
+}
+
 /// Measures `log`, a fresh log of `backend`.
 pub(crate) async fn measure(
     log: &dyn EventLog,

@@ -176,11 +176,14 @@ pub(crate) async fn run(
             latency.1 = Some(measure_latency(open.clone(), counts.latency).await?);
         }
     }
-    let log = own_log(
-        broker.as_ref().map(|b| b.url(scheme(backend))).as_deref(),
-        true,
-    )
-    .await?;
+    let log = match &broker {
+        Some(broker) => {
+            let options = crate::resources::url_options(backend);
+            let url = format!("{}/{}{options}", broker.url(scheme(backend)), unique("res"));
+            eventlog::connect(&url).await?
+        }
+        None => own_log(None, true).await?,
+    };
     let resources = crate::resources::measure(&*log, backend, scale).await?;
     Ok(BackendReport {
         backend: format!("{backend:?}").to_lowercase(),

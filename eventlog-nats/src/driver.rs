@@ -173,18 +173,36 @@ impl NatsDriver {
     /// Resets `consumer` so the next delivery is `next` (its ack floor
     /// becomes `next - 1`), or to its ack floor with `None`. Forgets the
     /// replies of earlier deliveries.
+    ///
+    /// While a pull request of the consumer is being served (one a dropped
+    /// subscription left behind), the server may answer a reset without
+    /// applying it (seen on 2.14 and 2.15: the answer and every consumer
+    /// info after it show the old floor), so a reset to `next` is sent
+    /// again until the answer shows the floor at `next - 1`: a subscription
+    /// opened next must start from there.
     pub(crate) async fn reset(
         &self,
         consumer: &str,
         next: Option<SeqNo>,
     ) -> Result<(), EventLogError> {
         self.consumer(consumer).await?;
-        self.stream
-            .reset_consumer(consumer, next)
-            .await
-            .map_err(|e| self.classify(e))?;
-        self.replies.forget(consumer);
-        Ok(())
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let reset = self
+                .stream
+                .reset_consumer(consumer, next)
+                .await
+                .map_err(|e| self.classify(e))?;
+            self.replies.forget(consumer);
+            match next {
+                Some(next) if reset.info.ack_floor.stream_sequence != next - 1 => {
+                    // Bounded by the operation's timeout in the generic log.
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// The ack floor of `consumer`, `None` when it does not exist.
@@ -451,6 +469,7 @@ async fn open_stream(
             subjects: vec![config.subject()],
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
+            max_consumers: config.max_consumers.map_or(0, |max| max as i32),
             // Zero is the server's default window: deduplication is off on
             // the client side then.
             duplicate_window: config.dedup_window,

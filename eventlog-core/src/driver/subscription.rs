@@ -90,6 +90,9 @@ struct Retry {
     /// was opened; if that one fails too before it reads an event, the
     /// subscription ends.
     second_chance: bool,
+    /// The number at which a fresh reader was opened because the last one
+    /// skipped stored events; the same skip again is a gap.
+    reread_at: Option<SeqNo>,
 }
 
 impl Retry {
@@ -265,28 +268,43 @@ impl<D: Driver> Drop for Subscription<D> {
 
 /// Whether the numbering jumped from `expected` to `found` because the
 /// consumer was moved past the events between (through another handle or
-/// process, which the broker's reader follows) or because they are gone
-/// (retention removed them): a `Gap` is reported only for the second.
-/// The buffer, which starts at `found`, is kept.
+/// process, which the broker's reader follows), because they are gone
+/// (retention removed them), or because the reader skipped events that are
+/// still stored (a delivery lost in flight: JetStream hands messages to a
+/// pull request that a dropped reader left behind). A move keeps the buffer,
+/// which starts at `found`; a skip opens a fresh reader at `expected`, once
+/// per number; anything else is a `Gap`.
 async fn tell_jump<D: Driver>(
     shared: Arc<Shared<D>>,
     consumer: Arc<str>,
     reader: Option<D::Reader>,
     buffer: VecDeque<Record>,
     (expected, found): (SeqNo, SeqNo),
-    retry: Retry,
+    mut retry: Retry,
 ) -> Fill<D::Reader> {
     let driver = &shared.driver;
     let timeout = driver.timeout();
     // Moved: the events between are still stored, and the consumer's
-    // position is past them. Anything else, or no answer, is a gap.
-    let moved = async {
+    // position is past them. Skipped: still stored, and the position is
+    // before them. No answer is a gap.
+    let (moved, skipped) = async {
         let first = bounded(timeout, driver.first_seq_no()).await?;
         let acked = bounded(timeout, driver.acknowledged(&consumer)).await?;
-        Ok::<_, EventLogError>(first <= expected && acked.is_some_and(|n| n + 1 >= found))
+        let moved = first <= expected && acked.is_some_and(|n| n + 1 >= found);
+        Ok::<_, EventLogError>((moved, first <= expected && !moved))
     }
     .await
-    .unwrap_or(false);
+    .unwrap_or((false, false));
+    if skipped && retry.reread_at != Some(expected) {
+        retry.reread_at = Some(expected);
+        return Fill {
+            reader: None,
+            buffer: VecDeque::new(),
+            expected,
+            retry,
+            outcome: Outcome::Records,
+        };
+    }
     // The reader stays: what it read after `found` is still good.
     Fill {
         reader,

@@ -191,6 +191,24 @@ async fn a_jump_the_consumer_was_moved_past_is_no_gap() {
 }
 
 #[tokio::test]
+async fn a_reader_that_skips_stored_events_is_replaced_once() {
+    // 3 and 4 are stored and the consumer stands before them: a delivery
+    // lost in flight. A fresh reader reads them; the same skip again is a
+    // gap.
+    let script = vec![
+        Ok(vec![ok(1), ok(2), ok(5)]),
+        Ok(vec![ok(3), ok(4), ok(5)]),
+        Ok(vec![ok(7)]),
+        Ok(vec![ok(7)]),
+    ];
+    let (log, _) = log_of(script, 7);
+    assert_eq!(
+        items(&log, 7).await,
+        ["1", "2", "3", "4", "5", "gap 6..7", "7"]
+    );
+}
+
+#[tokio::test]
 async fn a_jump_over_removed_events_is_a_gap_even_past_the_position() {
     // Redis counts its position from the oldest entry it handed out, so a
     // reader that found 1 to 4 removed already stands past them.
