@@ -73,13 +73,12 @@ impl Group {
         t: Duration,
     ) -> KafkaResult<()> {
         let _one_at_a_time = self.commits.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seq_no, read)) = unless {
-            if self
+        if let Some((seq_no, read)) = unless
+            && self
                 .committed(read, t)?
                 .is_some_and(|acked| seq_no <= acked)
-            {
-                return Ok(());
-            }
+        {
+            return Ok(());
         }
         self.client.commit(to, CommitMode::Sync)
     }
@@ -448,7 +447,22 @@ impl KafkaDriver {
             return Err(EventLogError::Timeout { operation, after });
         };
         match report {
-            Ok(Ok(delivery)) => Ok(delivery.offset as SeqNo + 1),
+            // A broker that recognises a resend of the idempotent producer
+            // (after a reconnection) may confirm it with no offset (tansu
+            // answers `DuplicateSequenceNumber`, and librdkafka reports
+            // offset -1): stored, but not where. The soak's kills found it.
+            Ok(Ok(delivery)) => u64::try_from(delivery.offset)
+                .map(|offset| offset + 1)
+                .map_err(|_| EventLogError::Backend {
+                    backend: BACKEND,
+                    source: format!(
+                        "the broker confirmed the {operation} without an offset ({}): \
+                         the event is stored, at an unknown position; appending it \
+                         again would store it twice",
+                        delivery.offset
+                    )
+                    .into(),
+                }),
             Ok(Err((e, _))) => {
                 self.renew_producer(e.rdkafka_error_code());
                 Err(from_kafka(operation, after, e))
