@@ -27,3 +27,15 @@ pub use fixture::{Broker, FaultyBroker, Fixture};
 
 #[doc(hidden)]
 pub use anyhow as __anyhow;
+
+/// Runs one generated test on a runtime of its own, two worker threads,
+/// as `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` would:
+/// the generated tests need no tokio of the backend's own.
+#[doc(hidden)]
+pub fn __run(test: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(test)
+}

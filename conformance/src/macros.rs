@@ -1,8 +1,9 @@
 //! The macro that turns the clause list into one test per clause.
 
-/// Emits one `#[tokio::test]` per contract clause, each named after its
-/// clause and running it against the fixture `$fixture` (an expression
-/// evaluated inside the test's runtime; `.await` is allowed).
+/// Emits one `#[test]` per contract clause, each named after its clause
+/// and running it against the fixture `$fixture` (an expression evaluated
+/// inside the test's own tokio runtime; `.await` and `?` are allowed). A
+/// backend needs no dependency but this crate for them.
 ///
 /// * `contract_tests!(embedded: fixture)` for a log with no broker: every
 ///   clause but C23, C25, C26 and C28, which need one, and R03 of
@@ -108,7 +109,7 @@ macro_rules! contract_tests {
     };
 }
 
-/// Emits one `#[tokio::test]` per check of [`security`](crate::security)
+/// Emits one `#[test]` per check of [`security`](crate::security)
 /// against the [`Secured`](crate::security::Secured) fixture `$fixture`.
 ///
 /// * `security_tests!(tls: fixture)`: a broker with TLS and authentication.
@@ -133,16 +134,19 @@ macro_rules! security_tests {
     };
 }
 
-/// One `#[tokio::test]` per function of `$module` named in the list.
+/// One `#[test]` per function of `$module` named in the list, on a
+/// runtime of its own ([`__run`](crate::__run)).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __tests {
     ($module:ident, $fixture:expr; $($check:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() -> $crate::__anyhow::Result<()> {
-                let fixture = $fixture;
-                $crate::$module::$check(&fixture).await
+            #[test]
+            fn $check() -> $crate::__anyhow::Result<()> {
+                $crate::__run(async {
+                    let fixture = $fixture;
+                    $crate::$module::$check(&fixture).await
+                })
             }
         )*
     };
