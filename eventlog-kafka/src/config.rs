@@ -173,14 +173,13 @@ impl KafkaConfig {
         Ok(builder)
     }
 
-    /// Whether the clients use TLS: `tls`, or a `security.protocol`
-    /// property of `ssl` or `sasl_ssl`.
+    /// Whether the clients use TLS: a `security.protocol` property
+    /// decides (it is set after ours), else `tls`.
     fn uses_tls(&self) -> bool {
-        self.tls
-            || self
-                .properties
-                .get("security.protocol")
-                .is_some_and(|p| p.expose().to_ascii_lowercase().ends_with("ssl"))
+        match self.properties.get("security.protocol") {
+            Some(protocol) => protocol.expose().to_ascii_lowercase().ends_with("ssl"),
+            None => self.tls,
+        }
     }
 
     /// The topic that holds the log.
@@ -420,10 +419,17 @@ mod tests {
             KafkaConfig::from_url(&format!("{plain}?cleartext_password=true")).unwrap(),
             KafkaConfig::from_url(&format!("{plain}?sasl_mechanism=SCRAM-SHA-256")).unwrap(),
             by_hand.clone().with_cleartext_password(true),
-            by_hand.with_property("security.protocol", "SASL_SSL"),
+            by_hand
+                .clone()
+                .with_property("security.protocol", "SASL_SSL"),
         ] {
             let debug = format!("{allowed:?}");
             assert!(allowed.build().is_ok(), "{debug}");
         }
+        // The property is set after `tls`, so it decides.
+        let overridden = by_hand
+            .with_tls(true)
+            .with_property("security.protocol", "sasl_plaintext");
+        assert!(overridden.build().is_err());
     }
 }

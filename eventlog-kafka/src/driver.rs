@@ -334,16 +334,22 @@ impl KafkaDriver {
             group.used.store(now, Relaxed);
             return Ok(group.clone());
         }
-        if groups.len() >= GROUP_CLIENTS {
-            // Only an idle one: a commit in flight keeps its group's lock.
+        let mut evicted = Vec::new();
+        while groups.len() >= GROUP_CLIENTS {
+            // Only idle ones: a commit in flight keeps its group's lock.
             let idle = groups
                 .iter()
                 .filter(|(_, g)| Arc::strong_count(g) == 1)
                 .min_by_key(|(_, g)| g.used.load(Relaxed))
                 .map(|(name, _)| name.clone());
-            if let Some(idle) = idle {
-                groups.remove(&idle);
+            match idle.and_then(|idle| groups.remove(&idle)) {
+                Some(group) => evicted.push(group),
+                None => break,
             }
+        }
+        if !evicted.is_empty() {
+            // Destroying a librdkafka client blocks until its threads end.
+            tokio::task::spawn_blocking(move || drop(evicted));
         }
         let client: BaseConsumer = client_config(&self.config, true)
             .set("group.id", &name)
@@ -457,8 +463,9 @@ impl KafkaDriver {
                     backend: BACKEND,
                     source: format!(
                         "the broker confirmed the {operation} without an offset ({}): \
-                         the event is stored, at an unknown position; appending it \
-                         again would store it twice",
+                         the event is stored (and in a batch, perhaps the ones after \
+                         it), at an unknown position; appending it again would store \
+                         it twice",
                         delivery.offset
                     )
                     .into(),

@@ -26,20 +26,44 @@ use std::sync::{Arc, Mutex};
 /// path.
 const MAX_REPLIES: usize = 100_000;
 
+/// Delivered messages' numbers and reply subjects, in sequence order.
+type Pending = VecDeque<(SeqNo, Subject)>;
+
 /// Per consumer, the reply subjects of messages delivered to this handle's
-/// readers and not yet acknowledged, in sequence order.
+/// newest reader of it and not yet acknowledged, in sequence order, with
+/// that reader's number.
 #[derive(Debug, Default)]
-pub(crate) struct Replies(Mutex<HashMap<String, VecDeque<(SeqNo, Subject)>>>);
+pub(crate) struct Replies {
+    all: Mutex<HashMap<String, (u64, Pending)>>,
+    /// The number of the next reader.
+    readers: std::sync::atomic::AtomicU64,
+}
 
 impl Replies {
-    /// Keeps the reply subject of a delivered message.
-    fn remember(&self, consumer: &str, seq_no: SeqNo, reply: Subject) {
-        let mut all = self.0.lock().expect("replies lock poisoned");
+    /// A number for a new reader.
+    fn new_reader(&self) -> u64 {
+        self.readers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Keeps the reply subject of a message delivered to `reader`; the
+    /// subjects an older reader kept go (and an older reader keeps none).
+    fn remember(&self, consumer: &str, reader: u64, seq_no: SeqNo, reply: Subject) {
+        let mut all = self.all.lock().expect("replies lock poisoned");
         // No allocation for the consumer's name on the hot path.
-        let replies = match all.get_mut(consumer) {
-            Some(replies) => replies,
+        let (owner, replies) = match all.get_mut(consumer) {
+            Some(entry) => entry,
             None => all.entry(consumer.to_owned()).or_default(),
         };
+        match reader.cmp(owner) {
+            // An older reader that still delivers: its acks take the reset path.
+            std::cmp::Ordering::Less => return,
+            std::cmp::Ordering::Greater => {
+                *owner = reader;
+                replies.clear();
+            }
+            std::cmp::Ordering::Equal => {}
+        }
         if replies.len() >= MAX_REPLIES {
             replies.pop_front();
         }
@@ -49,8 +73,8 @@ impl Replies {
     /// The reply subject of message `seq_no`, if a reader of this handle
     /// received it and it is not acknowledged yet.
     pub(crate) fn reply_of(&self, consumer: &str, seq_no: SeqNo) -> Option<Subject> {
-        let all = self.0.lock().expect("replies lock poisoned");
-        let replies = all.get(consumer)?;
+        let all = self.all.lock().expect("replies lock poisoned");
+        let (_, replies) = all.get(consumer)?;
         let at = replies
             .binary_search_by_key(&seq_no, |(seq, _)| *seq)
             .ok()?;
@@ -59,8 +83,8 @@ impl Replies {
 
     /// Everything of `consumer` up to `seq_no` is acknowledged.
     pub(crate) fn acked(&self, consumer: &str, seq_no: SeqNo) {
-        if let Some(replies) = self
-            .0
+        if let Some((_, replies)) = self
+            .all
             .lock()
             .expect("replies lock poisoned")
             .get_mut(consumer)
@@ -73,16 +97,26 @@ impl Replies {
 
     /// Forgets `consumer`'s replies: it was moved, so they are stale.
     pub(crate) fn forget(&self, consumer: &str) {
-        self.0
+        self.all
             .lock()
             .expect("replies lock poisoned")
             .remove(consumer);
+    }
+
+    /// Forgets `consumer`'s replies if `reader` kept them.
+    fn forget_reader(&self, consumer: &str, reader: u64) {
+        let mut all = self.all.lock().expect("replies lock poisoned");
+        if all.get(consumer).is_some_and(|(owner, _)| *owner == reader) {
+            all.remove(consumer);
+        }
     }
 }
 
 /// The reader of one subscription.
 pub struct NatsReader {
     replies: Arc<Replies>,
+    /// Its number among the handle's readers.
+    number: u64,
     consumer: String,
     pull: PullConsumer,
     batch: Option<Batch>,
@@ -96,6 +130,7 @@ impl NatsReader {
     pub(crate) fn new(driver: &NatsDriver, consumer: &str, pull: PullConsumer) -> Self {
         Self {
             replies: driver.replies.clone(),
+            number: driver.replies.new_reader(),
             consumer: consumer.to_owned(),
             pull,
             batch: None,
@@ -152,7 +187,8 @@ impl NatsReader {
         )
         .map_err(|e| Undecodable::from_error(seq_no, e));
         if let Some(reply) = message.message.reply.clone() {
-            self.replies.remember(&self.consumer, seq_no, reply);
+            self.replies
+                .remember(&self.consumer, self.number, seq_no, reply);
         }
         Ok(record)
     }
@@ -168,11 +204,11 @@ fn unavailable(err: impl Into<eventlog_core::BoxError>) -> EventLogError {
 }
 
 impl Drop for NatsReader {
-    /// Its reply subjects go with it: acks after the subscription ended
-    /// take the reset path, and a handle keeps nothing for consumers it no
-    /// longer reads.
+    /// Its reply subjects go with it (not a newer reader's): acks after
+    /// the subscription ended take the reset path, and a handle keeps
+    /// nothing for consumers it no longer reads.
     fn drop(&mut self) {
-        self.replies.forget(&self.consumer);
+        self.replies.forget_reader(&self.consumer, self.number);
     }
 }
 

@@ -221,9 +221,9 @@ impl Driver for RedisDriver {
     async fn move_consumer(&self, consumer: &str, next: SeqNo) -> Result<(), EventLogError> {
         self.delivered.forget(consumer);
         let id = format!("0-{}", next - 1);
-        // Each call drops at most `scripts::STEP` pending entries.
-        while self.script::<i64>(&scripts::SEEK, &[consumer, &id]).await? == 2 {}
-        Ok(())
+        self.script::<i64>(&scripts::SEEK, &[consumer, &id])
+            .await
+            .map(drop)
     }
 
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<(), EventLogError> {
