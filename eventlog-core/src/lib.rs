@@ -35,7 +35,6 @@ pub mod validate;
 
 pub use append::{AppendOptions, Appended, DEFAULT_DEDUP_WINDOW, ExpectedLast};
 pub use attributes::{AttributeReader, attributes};
-use backoff::Backoff;
 pub use envelope::{EventEnvelope, SPEC_VERSION};
 pub use error::{BoxError, EventLogError};
 pub use log::{Capabilities, CheckedEventStream, EventLog, EventLogExt, EventStream};

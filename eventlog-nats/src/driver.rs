@@ -6,7 +6,7 @@ use crate::error::{BACKEND, classify};
 use crate::reader::{NatsReader, Replies};
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, ConnectOptions};
-use eventlog_core::driver::{Driver, bounded, dedup_key};
+use eventlog_core::driver::{Backoff, Driver, bounded, dedup_key};
 use eventlog_core::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};
 use std::fmt;
 use std::sync::Arc;
@@ -186,7 +186,7 @@ impl NatsDriver {
         next: Option<SeqNo>,
     ) -> Result<(), EventLogError> {
         self.consumer(consumer).await?;
-        let mut pause = Duration::from_millis(1);
+        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
         loop {
             let reset = self
                 .stream
@@ -197,8 +197,7 @@ impl NatsDriver {
             match next {
                 Some(next) if reset.info.ack_floor.stream_sequence != next - 1 => {
                     // Bounded by the operation's timeout in the generic log.
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(50));
+                    backoff.wait().await;
                 }
                 _ => return Ok(()),
             }

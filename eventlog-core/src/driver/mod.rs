@@ -20,6 +20,7 @@
 mod log;
 mod subscription;
 
+pub use crate::backoff::Backoff;
 pub use log::{AsDriverLog, DriverLog, SubscriptionSettings};
 
 use crate::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};

@@ -2,9 +2,10 @@
 //! [`Reader`], reconnection with backoff, and the sequence check of every
 //! event handed out.
 
+use super::Backoff;
 use super::log::Shared;
 use super::{Driver, Reader, Record};
-use crate::{Backoff, EventEnvelope, EventLogError, SeqNo};
+use crate::{EventEnvelope, EventLogError, SeqNo};
 use futures::Stream;
 use std::collections::VecDeque;
 use std::pin::Pin;
