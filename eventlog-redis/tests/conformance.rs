@@ -291,9 +291,10 @@ async fn acks_keep_counting_after_an_ack_through_another_handle() -> Result<()> 
     Ok(())
 }
 
-/// An ack or a seek over more pending entries than one script call may
-/// touch (`STEP`, 10,000: a script blocks the server while it runs) takes
-/// several calls, and lands exactly where one call would have.
+/// An ack over more pending entries than one script call may walk
+/// (`STEP`, 10,000: a script blocks the server while it runs) takes several
+/// calls and lands exactly where one call would have; a seek back over them
+/// (one call, dropping them in C) leaves nothing pending behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_and_seeks_over_many_pending_entries_land_exactly() -> Result<()> {
     use conformance::support::{event, next_within, unique};
