@@ -88,8 +88,9 @@ impl Group {
 pub struct KafkaDriver {
     pub(crate) config: KafkaConfig,
     pub(crate) topic: String,
-    /// Replaced when its producer id is no longer good (see `renew_producer`).
-    producer: RwLock<FutureProducer<AuthWatch>>,
+    /// Replaced when its producer id is no longer good (see
+    /// `renew_producer`), with the number of replacements so far.
+    producer: RwLock<(u64, FutureProducer<AuthWatch>)>,
     /// What the producers' error callbacks saw of a refused login.
     watch: AuthWatch,
     /// Per consumer group used lately, a client that reads and commits its
@@ -151,7 +152,7 @@ impl KafkaDriver {
     /// configured so and checking that it has one partition.
     pub(crate) async fn connect(config: KafkaConfig) -> Result<Self, EventLogError> {
         let watch = AuthWatch::default();
-        let producer = RwLock::new(new_producer(&config, &watch)?);
+        let producer = RwLock::new((0, new_producer(&config, &watch)?));
         let topic = config.topic();
         let driver = Self {
             config,
@@ -262,6 +263,7 @@ impl KafkaDriver {
         self.producer
             .read()
             .expect("producer lock poisoned")
+            .1
             .clone()
     }
 
@@ -271,7 +273,11 @@ impl KafkaDriver {
     /// producer id. Apache Kafka would let librdkafka bump the epoch of the
     /// old id instead, but tansu 0.6 loses its storage task when it meets
     /// such a bump after a restart, so a fresh id is the portable way.
-    fn renew_producer(&self, code: Option<RDKafkaErrorCode>) {
+    ///
+    /// `sent_by` is the number of the producer that sent the failed
+    /// append: when concurrent appends fail together, the first replaces
+    /// it and the others find it replaced already.
+    fn renew_producer(&self, sent_by: u64, code: Option<RDKafkaErrorCode>) {
         let stale = matches!(
             code,
             Some(
@@ -286,13 +292,15 @@ impl KafkaDriver {
         if !stale {
             return;
         }
+        let mut current = self.producer.write().expect("producer lock poisoned");
+        if current.0 != sent_by {
+            return;
+        }
         match new_producer(&self.config, &self.watch) {
             Ok(producer) => {
                 tracing::warn!(topic = %self.topic, ?code, "replacing the producer");
-                let old = std::mem::replace(
-                    &mut *self.producer.write().expect("producer lock poisoned"),
-                    producer,
-                );
+                let (_, old) = std::mem::replace(&mut *current, (sent_by + 1, producer));
+                drop(current);
                 // The appends still in flight on the old producer may land:
                 // they get their own delivery reports (librdkafka times
                 // them out at the same bound) before it goes. Not on the
@@ -430,26 +438,30 @@ impl KafkaDriver {
         Ok(reader)
     }
 
-    fn send(&self, event: &EventEnvelope) -> Result<DeliveryFuture, EventLogError> {
+    /// Queues `event` on the current producer: its delivery, and the
+    /// producer's number.
+    fn send(&self, event: &EventEnvelope) -> Result<(u64, DeliveryFuture), EventLogError> {
         let record = FutureRecord::<(), [u8]>::to(&self.topic)
             .payload(&event.payload[..])
             .headers(codec::encode(event));
-        self.producer()
+        let (number, producer) = &*self.producer.read().expect("producer lock poisoned");
+        producer
             .send_result(record)
+            .map(|delivery| (*number, delivery))
             .map_err(|(e, _)| from_kafka("append", self.timeout(), e))
     }
 
     async fn delivered(
         &self,
         operation: &'static str,
-        delivery: DeliveryFuture,
+        (sent_by, delivery): (u64, DeliveryFuture),
     ) -> Result<SeqNo, EventLogError> {
         let after = self.timeout();
         // Just inside the operation's bound (librdkafka times the message
         // out at the same bound): the delivery is in doubt, and so is the
         // producer id. A caller that drops the append renews nothing.
         let Ok(report) = tokio::time::timeout(after.saturating_sub(DOUBT), delivery).await else {
-            self.renew_producer(Some(RDKafkaErrorCode::MessageTimedOut));
+            self.renew_producer(sent_by, Some(RDKafkaErrorCode::MessageTimedOut));
             return Err(EventLogError::Timeout { operation, after });
         };
         match report {
@@ -471,7 +483,7 @@ impl KafkaDriver {
                     .into(),
                 }),
             Ok(Err((e, _))) => {
-                self.renew_producer(e.rdkafka_error_code());
+                self.renew_producer(sent_by, e.rdkafka_error_code());
                 Err(from_kafka(operation, after, e))
             }
             Err(_) => Err(EventLogError::Backend {
