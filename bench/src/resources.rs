@@ -5,10 +5,10 @@
 use crate::report::Resources;
 use crate::{Backend, Scale};
 use anyhow::{Context, Result, ensure};
-use conformance::support::unique;
 use eventlog::{EventEnvelope, EventLog, SeekPosition};
 use futures::StreamExt;
 use std::time::Duration;
+use testkit::wait::unique;
 
 /// How long a subscription may take to hand out the log's one event.
 const FIRST_EVENT: Duration = Duration::from_secs(30);

@@ -5,12 +5,12 @@ use crate::report::{BackendReport, Figure, Latency};
 use crate::target::{Log, Target};
 use crate::{Backend, Scale};
 use anyhow::{Context, Result};
-use conformance::harness::{KAFKA, NATS, REDIS, SharedBroker};
-use conformance::support::unique;
 use eventlog::{AppendOptions, EventEnvelope, EventLog, ExpectedLast};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::containers::{KAFKA, NATS, REDIS, SharedBroker};
+use testkit::wait::unique;
 use tokio::time::Instant;
 
 /// Bytes of payload per event.

@@ -1,11 +1,14 @@
 //! What a backend gives the suite.
 
+use crate::Timings;
 use anyhow::Result;
 use async_trait::async_trait;
 use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::Faults;
 
 /// How the suite reaches one backend.
 #[async_trait]
@@ -32,6 +35,12 @@ pub trait Fixture: Send + Sync + 'static {
     /// has none.
     fn broker(&self) -> Option<&dyn Broker> {
         None
+    }
+
+    /// How long the suite waits on this backend; the defaults unless its
+    /// broker needs longer.
+    fn timings(&self) -> Timings {
+        Timings::default()
     }
 }
 
@@ -64,33 +73,53 @@ pub trait Broker: Send + Sync {
     /// the broker's retention would (C32).
     async fn raw_remove_before(&self, log: &str, seq_no: SeqNo) -> Result<()>;
 
-    /// A broker of the test's own that it may stop and start (C25, C26).
-    async fn faulty(&self) -> Result<Box<dyn FaultyBroker>>;
+    /// A broker of the test's own that it may stop, start and freeze (C25,
+    /// C26, C35, C43, R01, R04).
+    async fn faulty(&self) -> Result<FaultyBroker>;
 }
 
-/// A broker the test owns and may take down.
-#[async_trait]
-pub trait FaultyBroker: Send + Sync {
+/// Opens a log on the broker at `address` (`host:port`) with an operation
+/// timeout and subscription settings.
+pub type Opener = fn(
+    address: String,
+    log: String,
+    timeout: Duration,
+    settings: SubscriptionSettings,
+) -> BoxFuture<'static, Result<Arc<dyn EventLog>>>;
+
+/// A broker the test owns and may take down: its [`Faults`] (the Docker
+/// provider is `eventlog_testkit::containers::OwnBroker`) and how the
+/// backend opens a log on it.
+pub struct FaultyBroker {
+    faults: Box<dyn Faults>,
+    open: Opener,
+}
+
+impl FaultyBroker {
+    /// The broker `faults` controls, on which `open` opens logs.
+    pub fn new(faults: impl Faults + 'static, open: Opener) -> Self {
+        Self {
+            faults: Box::new(faults),
+            open,
+        }
+    }
+
     /// A handle on `log` whose operations time out after `timeout` and
     /// whose subscriptions follow `settings`.
-    async fn open(
+    pub async fn open(
         &self,
         log: &str,
         timeout: Duration,
         settings: SubscriptionSettings,
-    ) -> Result<Arc<dyn EventLog>>;
+    ) -> Result<Arc<dyn EventLog>> {
+        (self.open)(self.faults.address(), log.to_owned(), timeout, settings).await
+    }
+}
 
-    /// Stops the broker; its data stays.
-    async fn stop(&self) -> Result<()>;
+impl std::ops::Deref for FaultyBroker {
+    type Target = dyn Faults;
 
-    /// Starts the stopped broker again, at the same address, and returns once
-    /// it answers.
-    async fn start(&self) -> Result<()>;
-
-    /// Freezes the broker (`docker pause`): connections stay open and
-    /// nothing answers.
-    async fn pause(&self) -> Result<()>;
-
-    /// Thaws the paused broker.
-    async fn unpause(&self) -> Result<()>;
+    fn deref(&self) -> &Self::Target {
+        &*self.faults
+    }
 }

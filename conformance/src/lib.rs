@@ -5,25 +5,36 @@
 //! A backend's test file implements [`Fixture`] (and [`Broker`] for a real
 //! broker) and instantiates every clause with [`contract_tests!`], so each
 //! shows up by name in `cargo test` and `cargo test -p eventlog-redis c19`
-//! runs one.
+//! runs one. A backend that lacks something the suite can check names it
+//! ([`Feature`]); the clauses that need it are then generated as ignored
+//! tests that say why, never dropped. What a backend's
+//! [`Capabilities`](eventlog_core::Capabilities) say it lacks is checked too:
+//! those clauses assert the documented refusal instead.
 //!
 //! The clauses never assume an empty broker: every test opens logs and
 //! consumers with unique names, so all of them run in parallel on one broker.
-//! Waiting is always "poll until a deadline", never a fixed sleep.
+//! Waiting is always "poll until a deadline" ([`Timings`]), never a fixed
+//! sleep.
 //!
-//! [`harness`] gives the broker suites their broker: a running one named by
-//! URL, or a container.
+//! `docs/writing-a-backend.md` in the repository walks a backend author
+//! through it; `eventlog-testkit` gives brokers in containers.
 
 pub mod clauses;
+mod features;
 mod fixture;
-pub mod harness;
 mod macros;
 pub mod reliability;
 pub mod security;
 pub mod strategies;
 pub mod support;
+mod timings;
 
-pub use fixture::{Broker, FaultyBroker, Fixture};
+#[doc(hidden)]
+pub use features::__named as __feature;
+pub use features::Feature;
+pub use fixture::{Broker, FaultyBroker, Fixture, Opener};
+pub use testkit::Faults;
+pub use timings::{Timings, timings};
 
 #[doc(hidden)]
 pub use anyhow as __anyhow;
@@ -38,4 +49,10 @@ pub fn __run(test: impl std::future::Future<Output = anyhow::Result<()>>) -> any
         .enable_all()
         .build()?
         .block_on(test)
+}
+
+/// Makes `fixture`'s [`Timings`] those of this test binary.
+#[doc(hidden)]
+pub fn __adopt_timings(fixture: &dyn Fixture) {
+    timings::adopt(|| fixture.timings());
 }

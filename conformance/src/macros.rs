@@ -1,32 +1,28 @@
 //! The macro that turns the clause list into one test per clause.
 
-/// Emits one `#[test]` per contract clause, each named after its clause
-/// and running it against the fixture `$fixture` (an expression evaluated
-/// inside the test's own tokio runtime; `.await` and `?` are allowed). A
-/// backend needs no dependency but this crate for them.
+/// Emits one `#[test]` per contract clause and per check of
+/// [`reliability`](crate::reliability), each named after it and running it
+/// against the fixture `$fixture` (an expression evaluated inside the
+/// test's own tokio runtime; `.await` and `?` are allowed). A backend needs
+/// no dependency but this crate for them.
 ///
-/// * `contract_tests!(embedded: fixture)` for a log with no broker: every
-///   clause but C23, C25, C26 and C28, which need one, and R03 of
-///   [`reliability`](crate::reliability).
-/// * `contract_tests!(broker: fixture)` for a broker backend: every clause
-///   and the checks of [`reliability`](crate::reliability) but R02.
-/// * `contract_tests!(driver: fixture)`: the clauses that hold once a
-///   backend is a driver under the generic log (C37); every backend will.
-/// * `contract_tests!(checked_broker: fixture)`: C31, an event a foreign
-///   producer wrote, for a broker backend.
-/// * `contract_tests!(retention: fixture)`: C32, events removed as
-///   retention would, for a broker whose test build can remove them (tansu
-///   0.6 fails `DeleteRecords`; `docs/kafka-test-broker.md`).
-/// * `contract_tests!(deletion: fixture)`: R02, C33, C34 and C44, a log
-///   deleted under a live subscription or between appends, for a broker whose test build survives that
-///   (tansu 0.6 crashes librdkafka there; `docs/kafka-test-broker.md`).
+/// `lacks: [...]` names the [`Feature`](crate::Feature)s the backend does
+/// not have (`broker_positions`, `wire_format`, `foreign_events`,
+/// `retention`, `deletion`, `faults`); the clauses that need one are
+/// generated as `#[ignore]`d tests whose reason names it. A log with no
+/// broker lacks them all.
 ///
 /// ```text
-/// conformance::contract_tests!(broker: RedisFixture::shared().await?);
+/// eventlog_conformance::contract_tests!(RedisFixture::shared().await?);
+/// eventlog_conformance::contract_tests!(KafkaFixture::shared().await?, lacks: [retention, deletion]);
 /// ```
 #[macro_export]
 macro_rules! contract_tests {
-    (embedded: $fixture:expr) => {
+    ($fixture:expr) => {
+        $crate::contract_tests!($fixture, lacks: []);
+    };
+    ($fixture:expr, lacks: [$($lack:ident),* $(,)?]) => {
+        $(const _: $crate::Feature = $crate::__feature::$lack;)*
         $crate::__tests!(clauses, $fixture;
             c01_append_numbers_from_one,
             c02_concurrent_appends_are_dense_and_ordered,
@@ -55,6 +51,7 @@ macro_rules! contract_tests {
             c29_append_batch_is_ordered_and_all_or_nothing,
             c30_checked_stream_yields_the_same_events,
             c36_a_batch_with_an_oversized_attribute_stores_nothing,
+            c37_concurrent_acks_end_at_the_highest,
             c38_a_retried_append_is_stored_once,
             c39_the_same_id_from_another_source_is_another_event,
             c40_the_window_expires,
@@ -66,46 +63,67 @@ macro_rules! contract_tests {
         $crate::__tests!(reliability, $fixture;
             r03_every_refusal_leaves_the_log_as_it_was,
         );
-    };
-    (driver: $fixture:expr) => {
-        $crate::__tests!(clauses, $fixture;
-            c37_concurrent_acks_end_at_the_highest,
+        $crate::__gated!(broker_positions [$($lack)*] clauses, $fixture;
+            c23_positions_are_broker_consumer_groups,
         );
-    };
-    (checked_broker: $fixture:expr) => {
-        $crate::__tests!(clauses, $fixture;
+        $crate::__gated!(wire_format [$($lack)*] clauses, $fixture;
+            c28_wire_format_is_the_documented_one,
+        );
+        $crate::__gated!(foreign_events [$($lack)*] clauses, $fixture;
             c31_an_undecodable_event_is_reported_and_skippable,
         );
-    };
-    (retention: $fixture:expr) => {
-        $crate::__tests!(clauses, $fixture;
+        $crate::__gated!(retention [$($lack)*] clauses, $fixture;
             c32_a_gap_is_reported,
         );
-    };
-    (broker: $fixture:expr) => {
-        $crate::contract_tests!(embedded: $fixture);
-        $crate::__tests!(clauses, $fixture;
-            c23_positions_are_broker_consumer_groups,
-            c25_subscriptions_survive_a_broker_restart,
-            c26_append_fails_fast_while_the_broker_is_down,
-            c28_wire_format_is_the_documented_one,
-            c35_an_outage_is_reported_while_retrying,
-            c43_a_retry_after_an_unknown_outcome_stores_once,
-        );
-        $crate::__tests!(reliability, $fixture;
-            r01_a_paused_broker_gives_timeouts_then_recovers,
-            r04_a_stopped_broker_gives_typed_errors,
-        );
-    };
-    (deletion: $fixture:expr) => {
-        $crate::__tests!(reliability, $fixture;
-            r02_a_deleted_log_ends_live_subscriptions,
-        );
-        $crate::__tests!(clauses, $fixture;
+        $crate::__gated!(deletion [$($lack)*] clauses, $fixture;
             c33_reused_numbers_are_reported,
             c34_a_deleted_log_is_reported,
             c44_a_recreated_log_does_not_answer_for_the_deleted_one,
         );
+        $crate::__gated!(deletion [$($lack)*] reliability, $fixture;
+            r02_a_deleted_log_ends_live_subscriptions,
+        );
+        $crate::__gated!(faults [$($lack)*] clauses, $fixture;
+            c25_subscriptions_survive_a_broker_restart,
+            c26_append_fails_fast_while_the_broker_is_down,
+            c35_an_outage_is_reported_while_retrying,
+            c43_a_retry_after_an_unknown_outcome_stores_once,
+        );
+        $crate::__gated!(faults [$($lack)*] reliability, $fixture;
+            r01_a_paused_broker_gives_timeouts_then_recovers,
+            r04_a_stopped_broker_gives_typed_errors,
+        );
+    };
+}
+
+/// The tests of one [`Feature`](crate::Feature): ignored with its name as
+/// the reason when the list of lacked features holds it, plain otherwise.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __gated {
+    (broker_positions [broker_positions $($rest:ident)*] $($tests:tt)*) => {
+        $crate::__tests!(#[ignore = "the backend lacks `broker_positions`"] $($tests)*);
+    };
+    (wire_format [wire_format $($rest:ident)*] $($tests:tt)*) => {
+        $crate::__tests!(#[ignore = "the backend lacks `wire_format`"] $($tests)*);
+    };
+    (foreign_events [foreign_events $($rest:ident)*] $($tests:tt)*) => {
+        $crate::__tests!(#[ignore = "the backend lacks `foreign_events`"] $($tests)*);
+    };
+    (retention [retention $($rest:ident)*] $($tests:tt)*) => {
+        $crate::__tests!(#[ignore = "the backend lacks `retention`"] $($tests)*);
+    };
+    (deletion [deletion $($rest:ident)*] $($tests:tt)*) => {
+        $crate::__tests!(#[ignore = "the backend lacks `deletion`"] $($tests)*);
+    };
+    (faults [faults $($rest:ident)*] $($tests:tt)*) => {
+        $crate::__tests!(#[ignore = "the backend lacks `faults`"] $($tests)*);
+    };
+    ($feature:ident [$other:ident $($rest:ident)*] $($tests:tt)*) => {
+        $crate::__gated!($feature [$($rest)*] $($tests)*);
+    };
+    ($feature:ident [] $($tests:tt)*) => {
+        $crate::__tests!($($tests)*);
     };
 }
 
@@ -135,19 +153,38 @@ macro_rules! security_tests {
 }
 
 /// One `#[test]` per function of `$module` named in the list, on a
-/// runtime of its own ([`__run`](crate::__run)).
+/// runtime of its own ([`__run`](crate::__run)), with the attributes given
+/// first.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __tests {
+    (#[$attr:meta] $module:ident, $fixture:expr; $($check:ident),* $(,)?) => {
+        $crate::__tests!(@each [#[$attr]] $module, $fixture; $($check),*);
+    };
     ($module:ident, $fixture:expr; $($check:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $check() -> $crate::__anyhow::Result<()> {
-                $crate::__run(async {
-                    let fixture = $fixture;
-                    $crate::$module::$check(&fixture).await
-                })
-            }
-        )*
+        $crate::__tests!(@each [] $module, $fixture; $($check),*);
+    };
+    (@each [$($attr:tt)*] $module:ident, $fixture:expr; $check:ident $(, $rest:ident)*) => {
+        #[test]
+        $($attr)*
+        fn $check() -> $crate::__anyhow::Result<()> {
+            $crate::__run(async {
+                let fixture = $fixture;
+                $crate::__adopt!($module, &fixture);
+                $crate::$module::$check(&fixture).await
+            })
+        }
+        $crate::__tests!(@each [$($attr)*] $module, $fixture; $($rest),*);
+    };
+    (@each [$($attr:tt)*] $module:ident, $fixture:expr;) => {};
+}
+
+/// Adopts the timings of a contract fixture; a security fixture has none.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __adopt {
+    (security, $fixture:expr) => {};
+    ($module:ident, $fixture:expr) => {
+        $crate::__adopt_timings($fixture)
     };
 }

@@ -2,25 +2,21 @@
 //! live subscription, and every refusal at once. Generated for every
 //! backend by [`contract_tests!`](crate::contract_tests) next to the clauses.
 
-use crate::clauses::{RECOVERY, TIMEOUT, bad_names, faulty, invalid_envelopes};
+use crate::clauses::{bad_names, faulty, invalid_envelopes};
 use crate::expect_refused;
 use crate::support::{
-    DEADLINE, append_n, append_retrying, event, expect_each_once, expect_intact, poll_until, take,
-    unique,
+    append_n, append_retrying, event, expect_each_once, expect_intact, poll_until, take, unique,
 };
+use crate::timings;
 use crate::{FaultyBroker, Fixture};
 use anyhow::{Context, Result, bail, ensure};
 use eventlog_core::{AppendOptions, EventEnvelope, EventLog, EventLogError, SeekPosition};
 use futures::StreamExt;
 use std::future::Future;
-use std::time::Duration;
 use tokio::time::Instant;
 
-/// How much later than its timeout a call on a frozen broker may return.
-const SLACK: Duration = Duration::from_secs(2);
-
 /// Runs `call` against a frozen broker: it must fail with a retryable typed
-/// error within [`TIMEOUT`] plus a little: [`EventLogError::Timeout`], or
+/// error within `Timings::fault_timeout` plus a little: [`EventLogError::Timeout`], or
 /// `Unavailable` from a client that gives up on the silent connection
 /// itself at the same bound (librdkafka's socket timeout, after which it
 /// reports all brokers down). An append of a log that does not deduplicate
@@ -32,11 +28,12 @@ async fn times_out<T: std::fmt::Debug>(
     append: bool,
     call: impl Future<Output = Result<T>>,
 ) -> Result<()> {
+    let fault_timeout = timings().fault_timeout;
     let start = Instant::now();
-    let outcome = tokio::time::timeout(TIMEOUT * 4, call).await;
+    let outcome = tokio::time::timeout(timings().fault_timeout * 4, call).await;
     let took = start.elapsed();
     let Ok(result) = outcome else {
-        bail!("{what} hung for {took:?} on an unreachable broker (timeout {TIMEOUT:?})");
+        bail!("{what} hung for {took:?} on an unreachable broker (timeout {fault_timeout:?})");
     };
     let err = match result {
         Ok(value) => bail!("{what} returned {value:?} while the broker was unreachable"),
@@ -60,8 +57,8 @@ async fn times_out<T: std::fmt::Debug>(
          (inside AppendUnconfirmed for a log that does not deduplicate), got {err:#}"
     );
     ensure!(
-        took <= TIMEOUT + SLACK,
-        "{what} failed after {took:?}; the timeout is {TIMEOUT:?}"
+        took <= timings().fault_timeout + timings().slack,
+        "{what} failed after {took:?}; the timeout is {fault_timeout:?}"
     );
     Ok(())
 }
@@ -76,7 +73,9 @@ async fn times_out<T: std::fmt::Debug>(
 pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) -> Result<()> {
     let broker = faulty(fx, "R01").await?;
     let name = unique("r01");
-    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
+    let log = broker
+        .open(&name, timings().fault_timeout, Default::default())
+        .await?;
     let before: Vec<EventEnvelope> = (0..3).map(event).collect();
     for e in &before {
         log.append(e.clone()).await?;
@@ -85,7 +84,7 @@ pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) 
     log.ack(&consumer, 1).await?;
 
     broker.pause().await?;
-    let checks = unreachable_checks(&*log, &consumer, &name, &*broker).await;
+    let checks = unreachable_checks(&*log, &consumer, &name, &broker).await;
     broker.unpause().await?;
     checks?;
 
@@ -94,7 +93,7 @@ pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) 
         &*log,
         &retried,
         &format!("log {name}: appending after the pause"),
-        RECOVERY,
+        timings().recovery,
     )
     .await?;
     // Each client of a handle comes back on its own (Kafka's offset client
@@ -102,14 +101,14 @@ pub async fn r01_a_paused_broker_gives_timeouts_then_recovers(fx: &dyn Fixture) 
     // recovery bound, every method works again.
     poll_until(
         &format!("log {name}: acking after the pause"),
-        RECOVERY,
+        timings().recovery,
         || log.ack(&consumer, 3),
         |_| true,
     )
     .await?;
     poll_until(
         &format!("log {name}: seeking after the pause"),
-        RECOVERY,
+        timings().recovery,
         || log.seek(&consumer, SeekPosition::Sequence(2)),
         |_| true,
     )
@@ -126,8 +125,9 @@ async fn unreachable_checks(
     log: &dyn EventLog,
     consumer: &str,
     name: &str,
-    broker: &dyn FaultyBroker,
+    broker: &FaultyBroker,
 ) -> Result<()> {
+    let fault_timeout = timings().fault_timeout;
     let ctx = |call: &str| format!("log {name}: {call}");
     times_out(&ctx("append"), log, true, log.append(event(5))).await?;
     times_out(
@@ -181,17 +181,17 @@ async fn unreachable_checks(
     times_out(&ctx("try_last_seq_no"), log, false, log.try_last_seq_no()).await?;
     times_out(&ctx("opening a handle"), log, false, async {
         broker
-            .open(name, TIMEOUT, Default::default())
+            .open(name, timings().fault_timeout, Default::default())
             .await
             .map(drop)
     })
     .await?;
     let start = Instant::now();
-    let last = tokio::time::timeout(TIMEOUT * 4, log.last_seq_no()).await;
+    let last = tokio::time::timeout(timings().fault_timeout * 4, log.last_seq_no()).await;
     let took = start.elapsed();
     ensure!(
-        matches!(last, Ok(None)) && took <= TIMEOUT + SLACK,
-        "{}: expected None within {TIMEOUT:?}, got {last:?} after {took:?}",
+        matches!(last, Ok(None)) && took <= timings().fault_timeout + timings().slack,
+        "{}: expected None within {fault_timeout:?}, got {last:?} after {took:?}",
         ctx("last_seq_no")
     );
     Ok(())
@@ -204,12 +204,14 @@ async fn unreachable_checks(
 pub async fn r04_a_stopped_broker_gives_typed_errors(fx: &dyn Fixture) -> Result<()> {
     let broker = faulty(fx, "R04").await?;
     let name = unique("r04");
-    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
+    let log = broker
+        .open(&name, timings().fault_timeout, Default::default())
+        .await?;
     append_n(&*log, 2).await?;
     let consumer = unique("worker");
     log.ack(&consumer, 1).await?;
     broker.stop().await?;
-    let checks = unreachable_checks(&*log, &consumer, &name, &*broker).await;
+    let checks = unreachable_checks(&*log, &consumer, &name, &broker).await;
     broker.start().await?;
     checks
 }
@@ -218,6 +220,7 @@ pub async fn r04_a_stopped_broker_gives_typed_errors(fx: &dyn Fixture) -> Result
 /// ends that subscription (the stream yields `None`, the reason is logged)
 /// instead of hanging or panicking.
 pub async fn r02_a_deleted_log_ends_live_subscriptions(fx: &dyn Fixture) -> Result<()> {
+    let deadline = timings().deadline;
     let broker = fx
         .broker()
         .context("R02 needs a broker, and this fixture has none")?;
@@ -229,14 +232,14 @@ pub async fn r02_a_deleted_log_ends_live_subscriptions(fx: &dyn Fixture) -> Resu
         .await?;
     take(&mut stream, 2).await?;
     broker.raw_delete(&name).await?;
-    match tokio::time::timeout(DEADLINE, stream.next()).await {
+    match tokio::time::timeout(timings().deadline, stream.next()).await {
         Ok(None) => Ok(()),
         Ok(Some(event)) => bail!(
             "log {name}: deleted, but its subscription yielded {:?} {:?}",
             event.seq_no,
             event.id
         ),
-        Err(_) => bail!("log {name}: deleted, and its subscription hung for {DEADLINE:?}"),
+        Err(_) => bail!("log {name}: deleted, and its subscription hung for {deadline:?}"),
     }
 }
 

@@ -1,22 +1,11 @@
 //! Helpers the clauses share: unique names, events, and waiting with a
 //! deadline instead of sleeping.
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::timings;
+use anyhow::{Context, Result, bail};
 use eventlog_core::{EventEnvelope, EventLog, EventLogError, EventStream, SeqNo};
-use futures::StreamExt;
-use rand::Rng;
-use std::future::Future;
 use std::time::Duration;
-use tokio::time::Instant;
-
-/// How long the suite waits for something that should happen soon.
-pub const DEADLINE: Duration = Duration::from_secs(15);
-
-/// `prefix` plus a random suffix: a log or consumer name no other test uses.
-pub fn unique(prefix: &str) -> String {
-    let suffix: u64 = rand::rng().random();
-    format!("{prefix}-{suffix:016x}")
-}
+pub use testkit::wait::{next_within, poll_until, unique};
 
 /// A small test event whose payload names `i`.
 pub fn event(i: usize) -> EventEnvelope {
@@ -36,26 +25,19 @@ pub async fn append_n(log: &dyn EventLog, n: usize) -> Result<Vec<SeqNo>> {
     Ok(seq_nos)
 }
 
-/// The next event of `stream`, or an error after `within`.
-pub async fn next_within(stream: &mut EventStream, within: Duration) -> Result<EventEnvelope> {
-    match tokio::time::timeout(within, stream.next()).await {
-        Ok(Some(event)) => Ok(event),
-        Ok(None) => bail!("the subscription ended; it must not end on its own"),
-        Err(_) => bail!("no event within {within:?}"),
-    }
-}
-
-/// The next `n` events of `stream`, each within [`DEADLINE`].
+/// The next `n` events of `stream`, each within `Timings::deadline`.
 pub async fn take(stream: &mut EventStream, n: usize) -> Result<Vec<EventEnvelope>> {
     let mut events = Vec::with_capacity(n);
     while events.len() < n {
-        let event = next_within(stream, DEADLINE).await.with_context(|| {
-            format!(
-                "waiting for event {} of {n}; got {:?}",
-                events.len() + 1,
-                seq_nos(&events)
-            )
-        })?;
+        let event = next_within(stream, timings().deadline)
+            .await
+            .with_context(|| {
+                format!(
+                    "waiting for event {} of {n}; got {:?}",
+                    events.len() + 1,
+                    seq_nos(&events)
+                )
+            })?;
         events.push(event);
     }
     Ok(events)
@@ -78,37 +60,6 @@ pub fn expect_seq_nos(
         bail!("{context}: expected sequence numbers {expected:?}, got {got:?}");
     }
     Ok(())
-}
-
-/// Polls `probe` until `done` holds of its value, or fails after `within`
-/// with the last value seen.
-pub async fn poll_until<T, F, Fut>(
-    what: &str,
-    within: Duration,
-    mut probe: F,
-    done: impl Fn(&T) -> bool,
-) -> Result<T>
-where
-    T: std::fmt::Debug,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let deadline = Instant::now() + within;
-    let mut pause = Duration::from_millis(10);
-    loop {
-        let seen = probe().await;
-        match &seen {
-            Ok(value) if done(value) => return seen,
-            _ if Instant::now() >= deadline => {
-                return Err(anyhow!(
-                    "{what}: not reached within {within:?}; last seen: {seen:?}"
-                ));
-            }
-            _ => {}
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(250));
-    }
 }
 
 /// The [`EventLogError`] inside `result`'s error, or an error saying what

@@ -8,12 +8,12 @@
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use conformance::harness::{Container, KAFKA_SASL, PASSWORD, SharedBroker, USER};
 use conformance::security::{Access, Secured};
 use eventlog_core::EventLog;
 use eventlog_kafka::{KafkaConfig, KafkaConfigBuilder, KafkaEventLog};
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::containers::{Container, KAFKA_SASL, PASSWORD, SharedBroker, USER};
 use tokio::sync::OnceCell;
 
 const MECHANISM: &str = "SCRAM-SHA-512";

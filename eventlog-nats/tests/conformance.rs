@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use async_nats::jetstream;
 use async_trait::async_trait;
 use bytes::Bytes;
-use conformance::harness::{NATS, OwnBroker, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
@@ -15,6 +14,7 @@ use eventlog_nats::{NatsConfig, NatsConfigBuilder, NatsEventLog};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::containers::{NATS, OwnBroker, SharedBroker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
@@ -285,18 +285,13 @@ impl Broker for Nats {
         Ok(())
     }
 
-    async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        let open: conformance::harness::Opener = |address, log, timeout, settings| {
+    async fn faulty(&self) -> Result<FaultyBroker> {
+        let open: conformance::Opener = |address, log, timeout, settings| {
             Box::pin(
                 async move { open(&format!("nats://{address}"), &log, timeout, settings).await },
             )
         };
-        Ok(Box::new(OwnBroker::start(&NATS, open).await?))
+        Ok(FaultyBroker::new(OwnBroker::start(&NATS).await?, open))
     }
 }
-
-conformance::contract_tests!(broker: Nats::shared().await?);
-conformance::contract_tests!(deletion: Nats::shared().await?);
-conformance::contract_tests!(driver: Nats::shared().await?);
-conformance::contract_tests!(checked_broker: Nats::shared().await?);
-conformance::contract_tests!(retention: Nats::shared().await?);
+conformance::contract_tests!(Nats::shared().await?);

@@ -4,12 +4,12 @@
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use conformance::harness::{Container, NATS_SECURE, PASSWORD, SharedBroker, USER};
 use conformance::security::{Access, Secured};
 use eventlog_core::EventLog;
 use eventlog_nats::{NatsConfig, NatsConfigBuilder, NatsEventLog};
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::containers::{Container, NATS_SECURE, PASSWORD, SharedBroker, USER};
 use tokio::sync::OnceCell;
 
 struct SecureNats(&'static Container);

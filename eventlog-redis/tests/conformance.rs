@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use conformance::harness::{OwnBroker, REDIS, SharedBroker};
 use conformance::{Broker, FaultyBroker, Fixture};
 use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
@@ -12,6 +11,7 @@ use eventlog_redis::{RedisConfig, RedisConfigBuilder, RedisEventLog};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::containers::{OwnBroker, REDIS, SharedBroker};
 use tokio::sync::OnceCell;
 
 /// Keys of the suite start with this, so they are easy to find and drop on
@@ -239,13 +239,13 @@ impl Broker for Redis {
         Ok(())
     }
 
-    async fn faulty(&self) -> Result<Box<dyn FaultyBroker>> {
-        let open: conformance::harness::Opener = |address, log, timeout, settings| {
+    async fn faulty(&self) -> Result<FaultyBroker> {
+        let open: conformance::Opener = |address, log, timeout, settings| {
             Box::pin(
                 async move { open(&format!("redis://{address}"), &log, timeout, settings).await },
             )
         };
-        Ok(Box::new(OwnBroker::start(&REDIS, open).await?))
+        Ok(FaultyBroker::new(OwnBroker::start(&REDIS).await?, open))
     }
 }
 
@@ -254,12 +254,6 @@ fn entry_seq(id: &str) -> Result<SeqNo> {
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("entry id {id}"))
 }
-
-conformance::contract_tests!(broker: Redis::shared().await?);
-conformance::contract_tests!(deletion: Redis::shared().await?);
-conformance::contract_tests!(driver: Redis::shared().await?);
-conformance::contract_tests!(checked_broker: Redis::shared().await?);
-conformance::contract_tests!(retention: Redis::shared().await?);
 
 /// Acks of entries this handle read are plain `XACK`s (`delivered.rs`).
 /// An ack applied meanwhile through another handle (or one that timed out
@@ -349,3 +343,4 @@ async fn acks_and_seeks_over_many_pending_entries_land_exactly() -> Result<()> {
     );
     Ok(())
 }
+conformance::contract_tests!(Redis::shared().await?);

@@ -4,12 +4,12 @@
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use conformance::harness::{Container, PASSWORD, REDIS_SECURE, SharedBroker, USER};
 use conformance::security::{Access, Secured};
 use eventlog_core::EventLog;
 use eventlog_redis::{RedisConfig, RedisConfigBuilder, RedisEventLog};
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::containers::{Container, PASSWORD, REDIS_SECURE, SharedBroker, USER};
 use tokio::sync::OnceCell;
 
 struct SecureRedis(&'static Container);

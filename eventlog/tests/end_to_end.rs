@@ -3,11 +3,11 @@
 //! container), the binaries are the ones `cargo test` built.
 
 use anyhow::{Context, Result, ensure};
-use conformance::harness::{BrokerSpec, KAFKA, NATS, REDIS, SharedBroker};
-use conformance::support::unique;
 use eventlog::EventEnvelope;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use testkit::containers::{BrokerSpec, KAFKA, NATS, REDIS, SharedBroker};
+use testkit::wait::unique;
 use tokio::sync::OnceCell;
 
 /// The URL of a fresh log on the shared broker of `spec`.

@@ -6,9 +6,9 @@ use crate::consumer::Consumed;
 use crate::run::{RECOVERY, STALL, connect, retry};
 use crate::writers::Appends;
 use anyhow::{Context, Result};
-use conformance::support::{next_within, unique};
 use eventlog::{SeekPosition, SeqNo};
 use std::collections::{BTreeMap, HashMap};
+use testkit::wait::{next_within, unique};
 
 /// Violations described in full; the counts hold all of them.
 const NOTES: usize = 10;

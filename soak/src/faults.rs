@@ -3,9 +3,9 @@
 
 use crate::writers::Progress;
 use anyhow::{Context, Result};
-use conformance::harness::{BrokerSpec, Container};
 use std::fmt;
 use std::time::Duration;
+use testkit::containers::{BrokerSpec, Container};
 use tokio::time::Instant;
 
 /// How much longer than the operation timeout a pause lasts, so calls in

@@ -21,9 +21,9 @@ mod writers;
 
 use anyhow::{Result, ensure};
 use clap::{Parser, ValueEnum};
-use conformance::harness::{BrokerSpec, KAFKA, NATS, NATS_DEFAULTS, REDIS, REDIS_DEFAULTS};
 use std::process::ExitCode;
 use std::time::Duration;
+use testkit::containers::{BrokerSpec, KAFKA, NATS, NATS_DEFAULTS, REDIS, REDIS_DEFAULTS};
 
 #[derive(Parser)]
 #[command(about = "Soak every broker backend under broker restarts, pauses and kills")]

@@ -5,12 +5,12 @@ use crate::faults::{self, Injected};
 use crate::writers::{self, Progress};
 use crate::{Backend, Plan, audit, consumer};
 use anyhow::{Context, Result};
-use conformance::harness::Container;
-use conformance::support::{poll_until, unique};
 use eventlog::EventLog;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::containers::Container;
+use testkit::wait::{poll_until, unique};
 use tokio::sync::watch;
 use tokio::time::Instant;
 

@@ -1,6 +1,7 @@
 //! The broker's own view: consumer groups (C23) and the wire format (C28).
 
-use crate::support::{DEADLINE, append_n, poll_until, take, unique};
+use crate::support::{append_n, poll_until, take, unique};
+use crate::timings;
 use crate::{Broker, Fixture};
 use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
@@ -30,7 +31,7 @@ pub async fn c23_positions_are_broker_consumer_groups(fx: &dyn Fixture) -> Resul
             let reported = log.consumer_state(&c).await?.last_acknowledged;
             let raw = poll_until(
                 &format!("log {name}: broker position of `{c}` after {step}"),
-                DEADLINE,
+                timings().deadline,
                 || broker.raw_acked(&name, &c),
                 |raw| *raw == reported,
             )

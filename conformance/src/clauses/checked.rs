@@ -3,7 +3,8 @@
 
 use crate::Fixture;
 use crate::expect_refused;
-use crate::support::{DEADLINE, append_n, event, take, unique};
+use crate::support::{append_n, event, take, unique};
+use crate::timings;
 use anyhow::{Context, Result, bail, ensure};
 use eventlog_core::{EventEnvelope, EventLogError, SeekPosition, SeqNo, validate};
 use futures::StreamExt;
@@ -12,6 +13,7 @@ use futures::StreamExt;
 /// items, each carrying its sequence number, in order with no gap and no
 /// duplicate.
 pub async fn c30_checked_stream_yields_the_same_events(fx: &dyn Fixture) -> Result<()> {
+    let deadline = timings().deadline;
     let name = unique("c30");
     let log = fx.open(&name).await?;
     append_n(&*log, 5).await?;
@@ -27,9 +29,9 @@ pub async fn c30_checked_stream_yields_the_same_events(fx: &dyn Fixture) -> Resu
     let mut expected_ids: Vec<String> = expected.into_iter().map(|e| e.id).collect();
     expected_ids.push(take(&mut plain, 1).await?.remove(0).id);
     for (n, id) in (1..).zip(&expected_ids) {
-        let item = tokio::time::timeout(DEADLINE, checked.next())
+        let item = tokio::time::timeout(timings().deadline, checked.next())
             .await
-            .with_context(|| format!("log {name}: no checked item {n} within {DEADLINE:?}"))?;
+            .with_context(|| format!("log {name}: no checked item {n} within {deadline:?}"))?;
         let event = match item {
             Some(Ok(event)) => event,
             Some(Err(err)) => bail!("log {name}: checked item {n} is an error: {err}"),
@@ -120,16 +122,17 @@ fn broker_of<'a>(fx: &'a dyn Fixture, clause: &str) -> Result<&'a dyn crate::Bro
         .with_context(|| format!("{clause} needs a broker, and this fixture has none"))
 }
 
-/// The next `n` items of `stream`, each within [`DEADLINE`], as sequence
+/// The next `n` items of `stream`, each within `Timings::deadline`, as sequence
 /// numbers for events and debug strings for errors, for messages.
 async fn checked_items(
     stream: &mut eventlog_core::CheckedEventStream,
     n: usize,
     name: &str,
 ) -> Result<Vec<Result<EventEnvelope, EventLogError>>> {
+    let deadline = timings().deadline;
     let mut items = Vec::with_capacity(n);
     while items.len() < n {
-        match tokio::time::timeout(DEADLINE, stream.next()).await {
+        match tokio::time::timeout(timings().deadline, stream.next()).await {
             Ok(Some(item)) => items.push(item),
             Ok(None) => bail!(
                 "log {name}: the checked stream ended after {} of {n} items: {}",
@@ -137,7 +140,7 @@ async fn checked_items(
                 describe(&items)
             ),
             Err(_) => bail!(
-                "log {name}: no item {} of {n} within {DEADLINE:?}; got {}",
+                "log {name}: no item {} of {n} within {deadline:?}; got {}",
                 items.len() + 1,
                 describe(&items)
             ),
@@ -292,7 +295,7 @@ pub async fn c31_an_undecodable_event_is_reported_and_skippable(fx: &dyn Fixture
         .subscribe(&unique("plain"), SeekPosition::Beginning)
         .await?;
     take(&mut plain, 2).await?;
-    match tokio::time::timeout(DEADLINE, plain.next()).await {
+    match tokio::time::timeout(timings().deadline, plain.next()).await {
         Ok(None) => Ok(()),
         Ok(Some(event)) => bail!(
             "log {name}: the plain stream went past the undecodable event 3 to {:?}",
@@ -344,7 +347,7 @@ pub async fn c34_a_deleted_log_is_reported(fx: &dyn Fixture) -> Result<()> {
         "log {name}: deleted under a subscription, which reported {} instead of LogDeleted",
         describe(&last)
     );
-    match tokio::time::timeout(DEADLINE, checked.next()).await {
+    match tokio::time::timeout(timings().deadline, checked.next()).await {
         Ok(None) => Ok(()),
         Ok(Some(item)) => bail!(
             "log {name}: the checked stream went on after LogDeleted with {}",

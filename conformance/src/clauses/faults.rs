@@ -5,18 +5,14 @@ use crate::support::{
     append_n, append_retrying, event, expect_each_once, expect_intact, expect_seq_nos, next_within,
     poll_until, take, unique,
 };
+use crate::timings;
 use crate::{FaultyBroker, Fixture};
 use anyhow::{Context, Result, bail, ensure};
 use eventlog_core::{EventLogError, SeekPosition};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The operation timeout of the handles the fault clauses open.
-pub(crate) const TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a broker may take to come back and be reconnected to.
-pub(crate) const RECOVERY: Duration = Duration::from_secs(60);
-
-pub(crate) async fn faulty(fx: &dyn Fixture, clause: &str) -> Result<Box<dyn FaultyBroker>> {
+pub(crate) async fn faulty(fx: &dyn Fixture, clause: &str) -> Result<FaultyBroker> {
     fx.broker()
         .with_context(|| format!("{clause} needs a broker, and this fixture has none"))?
         .faulty()
@@ -30,7 +26,9 @@ pub(crate) async fn faulty(fx: &dyn Fixture, clause: &str) -> Result<Box<dyn Fau
 pub async fn c25_subscriptions_survive_a_broker_restart(fx: &dyn Fixture) -> Result<()> {
     let broker = faulty(fx, "C25").await?;
     let name = unique("c25");
-    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
+    let log = broker
+        .open(&name, timings().fault_timeout, Default::default())
+        .await?;
     append_n(&*log, 3).await?;
     let mut stream = log
         .subscribe(&unique("survivor"), SeekPosition::Beginning)
@@ -48,10 +46,10 @@ pub async fn c25_subscriptions_survive_a_broker_restart(fx: &dyn Fixture) -> Res
         &*log,
         &retried,
         &format!("log {name}: appending after the restart"),
-        RECOVERY,
+        timings().recovery,
     )
     .await?;
-    let first = next_within(&mut stream, RECOVERY)
+    let first = next_within(&mut stream, timings().recovery)
         .await
         .context("first event after the restart")?;
     ensure!(
@@ -73,9 +71,12 @@ pub async fn c25_subscriptions_survive_a_broker_restart(fx: &dyn Fixture) -> Res
 /// and works again once the broker is back. No event acknowledged by `append`
 /// before the outage is lost.
 pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) -> Result<()> {
+    let fault_timeout = timings().fault_timeout;
     let broker = faulty(fx, "C26").await?;
     let name = unique("c26");
-    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
+    let log = broker
+        .open(&name, timings().fault_timeout, Default::default())
+        .await?;
     let before: Vec<_> = (0..3).map(event).collect();
     for e in &before {
         log.append(e.clone()).await?;
@@ -84,11 +85,13 @@ pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) ->
     broker.stop().await?;
     for attempt in 0..2 {
         let start = Instant::now();
-        let result = tokio::time::timeout(TIMEOUT * 4, log.append(event(10 + attempt))).await;
+        let result =
+            tokio::time::timeout(timings().fault_timeout * 4, log.append(event(10 + attempt)))
+                .await;
         let took = start.elapsed();
         let Ok(result) = result else {
             bail!(
-                "log {name}: append hung for {took:?} with the broker down (timeout {TIMEOUT:?})"
+                "log {name}: append hung for {took:?} with the broker down (timeout {fault_timeout:?})"
             );
         };
         let err = match result {
@@ -110,8 +113,8 @@ pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) ->
              deduplication), got {err:#}"
         );
         ensure!(
-            took <= TIMEOUT + Duration::from_secs(2),
-            "log {name}: append failed after {took:?}, timeout is {TIMEOUT:?}"
+            took <= timings().fault_timeout + Duration::from_secs(2),
+            "log {name}: append failed after {took:?}, timeout is {fault_timeout:?}"
         );
     }
 
@@ -121,7 +124,7 @@ pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) ->
         &*log,
         &retried,
         &format!("log {name}: appending after the outage"),
-        RECOVERY,
+        timings().recovery,
     )
     .await?;
     expect_intact(&*log, &before, &format!("log {name}")).await?;
@@ -134,7 +137,6 @@ pub async fn c26_append_fails_fast_while_the_broker_is_down(fx: &dyn Fixture) ->
 /// new process.
 pub async fn c27_unacknowledged_events_come_again(fx: &dyn Fixture) -> Result<()> {
     // Redelivery must not wait for a broker-side ack timeout.
-    const AT_ONCE: Duration = Duration::from_secs(5);
     let name = unique("c27");
     let c = unique("worker");
     {
@@ -149,7 +151,7 @@ pub async fn c27_unacknowledged_events_come_again(fx: &dyn Fixture) -> Result<()
     let mut again = Vec::new();
     for _ in 3..=5 {
         again.push(
-            next_within(&mut stream, AT_ONCE)
+            next_within(&mut stream, timings().redelivery)
                 .await
                 .with_context(|| format!("log {name}: redelivery after {:?}", again.len()))?,
         );
@@ -173,13 +175,15 @@ pub async fn c35_an_outage_is_reported_while_retrying(fx: &dyn Fixture) -> Resul
     let name = unique("c35");
     let settings = eventlog_core::driver::SubscriptionSettings::default()
         .with_outage_report_after(Duration::from_secs(1));
-    let log = broker.open(&name, TIMEOUT, settings).await?;
+    let log = broker
+        .open(&name, timings().fault_timeout, settings)
+        .await?;
     append_n(&*log, 2).await?;
     let mut checked = log
         .subscribe_checked(&unique("patient"), SeekPosition::Beginning)
         .await?;
     for n in 1..=2 {
-        match tokio::time::timeout(RECOVERY, checked.next()).await {
+        match tokio::time::timeout(timings().recovery, checked.next()).await {
             Ok(Some(Ok(event))) if event.seq_no == Some(n) => {}
             other => bail!("log {name}: item {n} before the outage is {other:?}"),
         }
@@ -187,7 +191,7 @@ pub async fn c35_an_outage_is_reported_while_retrying(fx: &dyn Fixture) -> Resul
 
     broker.stop().await?;
     let stopped = Instant::now();
-    let report = tokio::time::timeout(RECOVERY, checked.next()).await;
+    let report = tokio::time::timeout(timings().recovery, checked.next()).await;
     ensure!(
         matches!(report, Ok(Some(Err(EventLogError::Outage { .. })))),
         "log {name}: with the broker stopped for {:?}, the checked stream gave {report:?} instead of an Outage item",
@@ -198,10 +202,10 @@ pub async fn c35_an_outage_is_reported_while_retrying(fx: &dyn Fixture) -> Resul
         &*log,
         &event(2),
         &format!("log {name}: appending after the outage"),
-        RECOVERY,
+        timings().recovery,
     )
     .await?;
-    let deadline = Instant::now() + RECOVERY;
+    let deadline = Instant::now() + timings().recovery;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, checked.next()).await {
@@ -221,13 +225,16 @@ pub async fn c35_an_outage_is_reported_while_retrying(fx: &dyn Fixture) -> Resul
 /// deduplicate such an append fails with `AppendUnconfirmed` (not
 /// retryable: the events may be stored).
 pub async fn c43_a_retry_after_an_unknown_outcome_stores_once(fx: &dyn Fixture) -> Result<()> {
+    let recovery = timings().recovery;
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     const WRITERS: usize = 4;
     let broker = faulty(fx, "C43").await?;
     let name = unique("c43");
-    let log = broker.open(&name, TIMEOUT, Default::default()).await?;
+    let log = broker
+        .open(&name, timings().fault_timeout, Default::default())
+        .await?;
     let deduplicates = log.capabilities().dedup_window.is_some();
     let stored = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -244,7 +251,7 @@ pub async fn c43_a_retry_after_an_unknown_outcome_stores_once(fx: &dyn Fixture) 
             while !stop.load(Ordering::Relaxed) {
                 let e = event(w * 100_000 + i);
                 i += 1;
-                let deadline = Instant::now() + RECOVERY;
+                let deadline = Instant::now() + timings().recovery;
                 loop {
                     let err = match log.append(e.clone()).await {
                         Ok(n) => {
@@ -271,7 +278,7 @@ pub async fn c43_a_retry_after_an_unknown_outcome_stores_once(fx: &dyn Fixture) 
                     );
                     ensure!(
                         Instant::now() < deadline,
-                        "writer {w}: an event not stored within {RECOVERY:?}: {err:#}"
+                        "writer {w}: an event not stored within {recovery:?}: {err:#}"
                     );
                 }
             }
@@ -288,7 +295,7 @@ pub async fn c43_a_retry_after_an_unknown_outcome_stores_once(fx: &dyn Fixture) 
     let at_least = |n: usize| move |&seen: &usize| seen >= n;
     poll_until(
         &format!("log {name}: appends before the pause"),
-        RECOVERY,
+        timings().recovery,
         progress(&stored),
         at_least(WRITERS),
     )
@@ -296,7 +303,7 @@ pub async fn c43_a_retry_after_an_unknown_outcome_stores_once(fx: &dyn Fixture) 
     broker.pause().await?;
     let failures = poll_until(
         &format!("log {name}: appends failing during the pause"),
-        TIMEOUT * 4,
+        timings().fault_timeout * 4,
         progress(&failed),
         at_least(WRITERS),
     )
@@ -307,7 +314,7 @@ pub async fn c43_a_retry_after_an_unknown_outcome_stores_once(fx: &dyn Fixture) 
             let before = stored.load(Ordering::Relaxed);
             poll_until(
                 &format!("log {name}: appends after the pause"),
-                RECOVERY,
+                timings().recovery,
                 progress(&stored),
                 at_least(before + 2 * WRITERS),
             )

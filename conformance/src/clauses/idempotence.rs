@@ -2,7 +2,8 @@
 
 use crate::Fixture;
 use crate::expect_refused;
-use crate::support::{DEADLINE, event, poll_until, take, unique};
+use crate::support::{event, poll_until, take, unique};
+use crate::timings;
 use anyhow::{Result, bail, ensure};
 use bytes::Bytes;
 use eventlog_core::{
@@ -224,7 +225,7 @@ pub async fn c40_the_window_expires(fx: &dyn Fixture) -> Result<()> {
     );
     let later = poll_until(
         &format!("log {name}: the pair stored again after the window"),
-        WINDOW + DEADLINE,
+        WINDOW + timings().deadline,
         || log.append_with(e.clone(), AppendOptions::new()),
         |appended| !appended.is_duplicate(),
     )
@@ -463,7 +464,7 @@ pub async fn c44_a_recreated_log_does_not_answer_for_the_deleted_one(
 }
 
 /// Checks that `log` holds `stored` (id by number) and nothing else up to
-/// its end, within [`DEADLINE`].
+/// its end, within `Timings::deadline`.
 pub(crate) async fn expect_stored_exactly(
     log: &dyn EventLog,
     stored: &BTreeMap<SeqNo, String>,

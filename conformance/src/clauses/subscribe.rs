@@ -2,12 +2,10 @@
 
 use crate::Fixture;
 use crate::expect_refused;
-use crate::support::{
-    DEADLINE, append_n, event, expect_seq_nos, next_within, poll_until, take, unique,
-};
+use crate::support::{append_n, event, expect_seq_nos, next_within, poll_until, take, unique};
+use crate::timings;
 use anyhow::{Result, ensure};
 use eventlog_core::{EventLogError, SeekPosition};
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// C07 `subscribe(c, Beginning)` yields every stored event in order, then keeps
@@ -197,7 +195,7 @@ pub async fn c12_many_subscribers_each_see_everything(fx: &dyn Fixture) -> Resul
 /// C13 An event appended while subscribers wait reaches them promptly (the
 /// test allows at most 2 s; the benchmark measures the real latency).
 pub async fn c13_new_events_arrive_promptly(fx: &dyn Fixture) -> Result<()> {
-    const PROMPT: Duration = Duration::from_secs(2);
+    let prompt = timings().prompt;
     let name = unique("c13");
     let log = fx.open(&name).await?;
     let mut stream = log
@@ -206,7 +204,7 @@ pub async fn c13_new_events_arrive_promptly(fx: &dyn Fixture) -> Result<()> {
     // The first event may wait for the subscription to be set up; the ones
     // after it are appended while the subscriber is already waiting.
     log.append(event(0)).await?;
-    next_within(&mut stream, DEADLINE).await?;
+    next_within(&mut stream, timings().deadline).await?;
     for i in 1..=3 {
         let waiting = {
             let log = log.clone();
@@ -216,7 +214,7 @@ pub async fn c13_new_events_arrive_promptly(fx: &dyn Fixture) -> Result<()> {
                 anyhow::Ok((start, seq))
             })
         };
-        let got = next_within(&mut stream, DEADLINE).await?;
+        let got = next_within(&mut stream, timings().deadline).await?;
         let arrived = Instant::now();
         let (start, seq) = waiting.await??;
         let took = arrived.duration_since(start);
@@ -226,8 +224,8 @@ pub async fn c13_new_events_arrive_promptly(fx: &dyn Fixture) -> Result<()> {
             got.seq_no
         );
         ensure!(
-            took <= PROMPT,
-            "log {name}: event {seq} took {took:?} to arrive, more than {PROMPT:?}"
+            took <= timings().prompt,
+            "log {name}: event {seq} took {took:?} to arrive, more than {prompt:?}"
         );
     }
     Ok(())
@@ -265,7 +263,7 @@ pub async fn c14_dropped_subscriptions_release_everything(fx: &dyn Fixture) -> R
     drop(live);
     poll_until(
         &format!("log {name}: resources held after {CYCLES} dropped subscriptions"),
-        DEADLINE,
+        timings().deadline,
         || fx.subscription_resources(&name),
         |n| *n == 0,
     )

@@ -26,7 +26,7 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// Makes a CA, a server certificate and a second CA in a new directory.
     pub fn generate() -> Result<Self> {
-        let dir = std::env::temp_dir().join(crate::support::unique("eventlog-tls"));
+        let dir = std::env::temp_dir().join(crate::wait::unique("eventlog-tls"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let files = Self { dir };
         let ca = new_ca("eventlog test CA")?;

@@ -11,8 +11,9 @@
 //!   on a free 127.0.0.1 port (what `scripts/test` uses); by default the
 //!   container port is published on 127.0.0.1.
 //!
-//! The fault clauses (C25, C26) always get a container of their own, which
-//! they stop and start; they need Docker even when a URL is given.
+//! The fault checks always get a container of their own ([`OwnBroker`], a
+//! [`Faults`](crate::Faults) provider), which they stop, start and freeze;
+//! they need Docker even when a URL is given.
 //!
 //! Containers are driven through the `docker` command line rather than a
 //! Docker API client library: the CLI negotiates the API version with the
@@ -33,10 +34,6 @@ pub use tls::TlsFiles;
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use eventlog_core::EventLog;
-use eventlog_core::driver::SubscriptionSettings;
-use futures::future::BoxFuture;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -243,42 +240,28 @@ impl SharedBroker {
     }
 }
 
-/// Opens a log on the broker at `host:port` with an operation timeout.
-pub type Opener = fn(
-    address: String,
-    log: String,
-    timeout: Duration,
-    settings: SubscriptionSettings,
-) -> BoxFuture<'static, Result<Arc<dyn EventLog>>>;
-
-/// A broker container of one test's own, which the fault clauses stop and
-/// start.
+/// A broker container of one test's own, which the fault checks stop,
+/// start and freeze.
+#[derive(Debug)]
 pub struct OwnBroker {
     spec: &'static BrokerSpec,
     container: Container,
-    open: Opener,
 }
 
 impl OwnBroker {
-    /// Starts a container of `spec`; `open` opens logs on it.
-    pub async fn start(spec: &'static BrokerSpec, open: Opener) -> Result<Self> {
+    /// Starts a container of `spec`.
+    pub async fn start(spec: &'static BrokerSpec) -> Result<Self> {
         Ok(Self {
             spec,
             container: spec.start_container().await?,
-            open,
         })
     }
 }
 
 #[async_trait]
-impl crate::FaultyBroker for OwnBroker {
-    async fn open(
-        &self,
-        log: &str,
-        timeout: Duration,
-        settings: SubscriptionSettings,
-    ) -> Result<Arc<dyn EventLog>> {
-        (self.open)(self.container.address(), log.to_owned(), timeout, settings).await
+impl crate::Faults for OwnBroker {
+    fn address(&self) -> String {
+        self.container.address()
     }
 
     async fn stop(&self) -> Result<()> {
