@@ -36,6 +36,13 @@ pub use fixture::{Broker, FaultyBroker, Fixture, Opener};
 pub use testkit::Faults;
 pub use timings::{Timings, timings};
 
+/// The error type of the fixture traits and the clauses, re-exported so a
+/// backend's test crate needs no dependency of its own for it.
+pub use anyhow;
+/// The attribute the fixture traits are implemented with, re-exported for
+/// the same reason.
+pub use async_trait::async_trait;
+
 #[doc(hidden)]
 pub use anyhow as __anyhow;
 

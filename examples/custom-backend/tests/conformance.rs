@@ -1,9 +1,8 @@
 //! The published contract suite against the file log: every clause it can
 //! take, and what it lacks named, so those clauses show up as ignored.
 
-use anyhow::Result;
-use async_trait::async_trait;
-use eventlog_conformance::Fixture;
+use eventlog_conformance::anyhow::Result;
+use eventlog_conformance::{Fixture, async_trait};
 use eventlog_core::EventLog;
 use eventlog_file::FileEventLog;
 use std::path::PathBuf;

@@ -7,7 +7,8 @@ use futures::StreamExt;
 use std::io::Write;
 
 #[tokio::test]
-async fn a_record_without_an_index_entry_is_cut_off_by_the_next_append() -> anyhow::Result<()> {
+async fn a_record_without_an_index_entry_is_cut_off_by_the_next_append()
+-> eventlog_conformance::anyhow::Result<()> {
     let root = std::env::temp_dir().join(eventlog_conformance::support::unique("eventlog-file"));
     let log = FileEventLog::open(&root, "orders")?;
     log.append(EventEnvelope::new("/test", "first", b"1".to_vec()))

@@ -1,11 +1,15 @@
-//! Containers through the `docker` command line.
+//! Containers through testcontainers, and the crash-safe cleanup it lacks.
 
 use super::{Listen, TlsFiles};
 use anyhow::{Context, Result, bail};
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::process::Command;
+use testcontainers::bollard::Docker;
+use testcontainers::bollard::query_parameters::KillContainerOptionsBuilder;
+use testcontainers::core::{CmdWaitFor, ContainerPort, ExecCommand, Mount};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 /// The label every container of the suite carries, so leftovers are easy to
 /// find: `docker ps -a --filter label=eventlog-test`.
@@ -16,6 +20,9 @@ pub(crate) const LABEL: &str = "eventlog-test";
 /// for a container kept in a `static`, which is never dropped).
 #[derive(Debug)]
 pub struct Container {
+    /// Behind a lock: testcontainers' container is `Send` but not `Sync`,
+    /// and a test binary shares its broker from a `static`.
+    container: tokio::sync::Mutex<ContainerAsync<GenericImage>>,
     id: String,
     port: u16,
     monitor_port: u16,
@@ -24,24 +31,6 @@ pub struct Container {
     starts: AtomicUsize,
     /// The certificates (and data) directory mounted into the container.
     files: Option<TlsFiles>,
-}
-
-/// Runs `docker args…` and returns its standard output.
-async fn docker(args: &[&str]) -> Result<String> {
-    let output = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .context("cannot run `docker`: is the Docker CLI installed?")?;
-    if !output.status.success() {
-        bail!(
-            "`docker {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// Two distinct TCP ports on 127.0.0.1 that nothing listens on right now.
@@ -58,6 +47,15 @@ fn host_network() -> bool {
     std::env::var("EVENTLOG_TEST_DOCKER_NETWORK").is_ok_and(|n| n == "host")
 }
 
+/// `image` as testcontainers takes it: the name and the tag (`latest` when
+/// none is given; a registry's port is not a tag).
+fn image_parts(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
 impl Container {
     /// Starts `image` running `command(port)` for the broker `name`, reachable
     /// at `127.0.0.1:port` on a free port: with host networking the broker
@@ -71,27 +69,19 @@ impl Container {
         env: fn(&Listen) -> Vec<(String, String)>,
         files: Option<(TlsFiles, &str)>,
     ) -> Result<Self> {
+        let (image_name, tag) = image_parts(image);
         let mount = files
             .as_ref()
-            .map(|(files, at)| format!("{}:{at}", files.dir().display()));
+            .map(|(files, at)| Mount::bind_mount(files.dir().display().to_string(), *at));
         let files = files.map(|(files, _)| files);
         // Another process may take the free port before the broker binds it:
         // try a few.
         let mut last_error = None;
         for _ in 0..3 {
             let (port, monitor_port) = free_ports()?;
-            let label = format!("{LABEL}={name}");
-            let publish = format!("127.0.0.1:{port}:{port}");
-            let publish_monitor = format!("127.0.0.1:{monitor_port}:{monitor_port}");
-            let mut args = vec!["run", "--detach", "--label", &label];
-            if let Some(mount) = &mount {
-                args.extend(["--volume", mount]);
-            }
             let bind = if host_network() {
-                args.extend(["--network", "host"]);
                 "127.0.0.1"
             } else {
-                args.extend(["--publish", &publish, "--publish", &publish_monitor]);
                 "0.0.0.0"
             };
             let listen = Listen {
@@ -99,20 +89,27 @@ impl Container {
                 bind,
                 monitor_port,
             };
-            let env: Vec<String> = env(&listen)
-                .into_iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            for variable in &env {
-                args.extend(["--env", variable]);
+            let mut request = GenericImage::new(image_name, tag)
+                .with_cmd(command(&listen))
+                .with_label(LABEL, name);
+            for (key, value) in env(&listen) {
+                request = request.with_env_var(key, value);
             }
-            args.push(image);
-            let command = command(&listen);
-            args.extend(command.iter().map(String::as_str));
-            match docker(&args).await {
-                Ok(id) => {
+            if let Some(mount) = &mount {
+                request = request.with_mount(mount.clone());
+            }
+            request = if host_network() {
+                request.with_network("host")
+            } else {
+                request
+                    .with_mapped_port(port, ContainerPort::Tcp(port))
+                    .with_mapped_port(monitor_port, ContainerPort::Tcp(monitor_port))
+            };
+            match request.start().await {
+                Ok(container) => {
                     let container = Self {
-                        id,
+                        id: container.id().to_owned(),
+                        container: tokio::sync::Mutex::new(container),
                         port,
                         monitor_port,
                         starts: AtomicUsize::new(1),
@@ -124,14 +121,27 @@ impl Container {
                 Err(err) => last_error = Some(err),
             }
         }
-        Err(last_error.expect("at least one attempt"))
+        let err = last_error.expect("at least one attempt");
+        Err(anyhow::Error::new(err).context(format!("starting a container of {image}")))
     }
 
-    /// Runs `command` inside the running container and returns its output.
+    /// Runs `command` inside the running container, waits until it exits,
+    /// and returns its output; an exit code other than 0 is an error. (The
+    /// error cannot carry the command's standard error: testcontainers 0.28
+    /// reads an exit code only through a future that is not `Send`.)
     pub async fn exec(&self, command: &[String]) -> Result<String> {
-        let mut args = vec!["exec", self.id.as_str()];
-        args.extend(command.iter().map(String::as_str));
-        docker(&args).await
+        let mut result = self
+            .container
+            .lock()
+            .await
+            .exec(
+                ExecCommand::new(command.iter().cloned())
+                    .with_cmd_ready_condition(CmdWaitFor::exit_code(0)),
+            )
+            .await
+            .with_context(|| format!("running {command:?} in container {}", self.id))?;
+        let stdout = result.stdout_to_vec().await?;
+        Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
     }
 
     /// The certificates mounted into the container, for a broker spec with
@@ -169,12 +179,17 @@ impl Container {
     /// Stops the broker (SIGTERM, then SIGKILL after 10 s); the container and
     /// its data stay.
     pub async fn stop(&self) -> Result<()> {
-        docker(&["stop", "--time", "10", &self.id]).await.map(drop)
+        Ok(self
+            .container
+            .lock()
+            .await
+            .stop_with_timeout(Some(10))
+            .await?)
     }
 
     /// Starts the stopped container again.
     pub async fn start(&self) -> Result<()> {
-        docker(&["start", &self.id]).await?;
+        self.container.lock().await.start().await?;
         self.starts.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -184,44 +199,58 @@ impl Container {
         self.starts.load(Ordering::SeqCst)
     }
 
-    /// Kills the broker process at once (`docker kill --signal KILL`): no
-    /// shutdown, nothing flushed; its data stays.
+    /// Kills the broker process at once (SIGKILL, as `docker kill`): no
+    /// shutdown, nothing flushed; its data stays. testcontainers has no
+    /// kill (its stop sends SIGTERM first), so this asks the engine through
+    /// the bollard client it re-exports.
     pub async fn kill(&self) -> Result<()> {
-        docker(&["kill", "--signal", "KILL", &self.id])
+        let options = KillContainerOptionsBuilder::new().signal("KILL").build();
+        Docker::connect_with_local_defaults()?
+            .kill_container(self.id(), Some(options))
             .await
-            .map(drop)
+            .with_context(|| format!("killing container {}", self.id()))
     }
 
     /// Freezes every process of the container (SIGSTOP-like).
     pub async fn pause(&self) -> Result<()> {
-        docker(&["pause", &self.id]).await.map(drop)
+        Ok(self.container.lock().await.pause().await?)
     }
 
     /// Thaws a paused container.
     pub async fn unpause(&self) -> Result<()> {
-        docker(&["unpause", &self.id]).await.map(drop)
+        Ok(self.container.lock().await.unpause().await?)
     }
 
-    /// The container's logs (standard output and error), or their last
-    /// `tail` lines.
+    /// The container's logs (standard output and error, of every start), or
+    /// their last `tail` lines.
     pub async fn logs(&self, tail: Option<usize>) -> String {
-        let tail = tail.map_or("all".to_owned(), |n| n.to_string());
-        match Command::new("docker")
-            .args(["logs", "--tail", &tail, &self.id])
-            .output()
-            .await
-        {
-            Ok(out) => format!(
+        let container = self.container.lock().await;
+        let (stdout, stderr) = (
+            container.stdout_to_vec().await,
+            container.stderr_to_vec().await,
+        );
+        let logs = match (stdout, stderr) {
+            (Ok(out), Ok(err)) => format!(
                 "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
             ),
-            Err(err) => format!("(no logs: {err})"),
+            (Err(err), _) | (_, Err(err)) => return format!("(no logs: {err})"),
+        };
+        match tail {
+            None => logs,
+            Some(n) => {
+                let lines: Vec<&str> = logs.lines().collect();
+                lines[lines.len().saturating_sub(n)..].join("\n")
+            }
         }
     }
 
     /// Starts a small watcher process that removes the container (and its
-    /// files) once this process has exited.
+    /// files) once this process has exited. testcontainers removes a
+    /// container when its value is dropped, and after a crash only through
+    /// Ryuk, a container from Docker Hub that no registry here serves; the
+    /// watcher is a shell loop and the `docker` command line.
     fn remove_when_process_exits(&self) -> Result<()> {
         // The watcher runs in the background of a shell that exits at once,
         // so it is nobody's child to wait for.
@@ -235,7 +264,7 @@ impl Container {
             "(while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
               docker rm --force --volumes {id} >/dev/null 2>&1{files}) >/dev/null 2>&1 &",
             pid = std::process::id(),
-            id = self.id
+            id = self.id()
         );
         let status = std::process::Command::new("sh")
             .args(["-c", &watcher])
@@ -246,16 +275,5 @@ impl Container {
             bail!("the container's watcher did not start: {status}");
         }
         Ok(())
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        // Blocking is fine here: tests drop containers at their end.
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "--force", "--volumes", &self.id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }

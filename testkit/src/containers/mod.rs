@@ -15,11 +15,15 @@
 //! [`Faults`](crate::Faults) provider), which they stop, start and freeze;
 //! they need Docker even when a URL is given.
 //!
-//! Containers are driven through the `docker` command line rather than a
-//! Docker API client library: the CLI negotiates the API version with the
-//! engine, so the same harness works with Debian's Docker 20.10 (API 1.41)
-//! and with Docker 29 (which refuses clients older than API 1.44), and
-//! neither testcontainers' pinned API version nor a fixed old one does.
+//! Containers run on testcontainers (`GenericImage` with the broker's
+//! command, environment, mounts and host networking; stop, start, pause,
+//! exec and logs through it). What it lacks is kept beside it: readiness
+//! counts a ready line per start and probes the port (a wait condition on a
+//! log line would take an old start's line after a restart), a kill goes
+//! through the bollard client it re-exports, and a watcher process removes
+//! the containers after a crash (testcontainers does that only through
+//! Ryuk, an image no registry here serves). `docs/testing.md` says what was
+//! measured on which engine.
 
 mod brokers;
 mod docker;
@@ -159,24 +163,31 @@ impl BrokerSpec {
     }
 
     /// Waits until the broker in `container` has logged its ready line once
-    /// per start, or fails with its logs.
+    /// per start (an old start's line, or one a first-time setup printed,
+    /// does not count twice) and accepts TCP connections on its port, or
+    /// fails with its logs.
     pub async fn wait_ready(&self, container: &Container) -> Result<()> {
         let deadline = Instant::now() + READY_WITHIN;
         loop {
             let logs = container.logs(None).await;
-            if self
+            let logged = self
                 .ready_logs
                 .iter()
-                .any(|line| logs.matches(line).count() >= container.starts())
+                .any(|line| logs.matches(line).count() >= container.starts());
+            if logged
+                && tokio::net::TcpStream::connect(container.address())
+                    .await
+                    .is_ok()
             {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "{} in container {} did not log any of {:?} within {READY_WITHIN:?}; its last log lines:\n{}",
+                    "{} in container {} did not log any of {:?} and accept connections on {} within {READY_WITHIN:?}; its last log lines:\n{}",
                     self.name,
                     container.id(),
                     self.ready_logs,
+                    container.address(),
                     container.logs(Some(40)).await
                 );
             }
@@ -191,7 +202,7 @@ pub enum SharedBroker {
     /// A running broker given by URL.
     Url(String),
     /// A container started for this test binary.
-    Container(Container),
+    Container(Box<Container>),
 }
 
 impl SharedBroker {
@@ -207,7 +218,7 @@ impl SharedBroker {
     /// A new container of `spec` even when a URL is given (a secured broker
     /// the suite configures itself).
     pub async fn container(spec: &'static BrokerSpec) -> Result<Self> {
-        Ok(Self::Container(spec.start_container().await?))
+        Ok(Self::Container(Box::new(spec.start_container().await?)))
     }
 
     /// The container of a secured broker kept in `cell`, started by the
