@@ -82,15 +82,6 @@ impl Fixture for Kafka {
         ))
     }
 
-    /// Kafka does not deduplicate: the log as `open` gives it.
-    async fn open_with_dedup_window(
-        &self,
-        log: &str,
-        _window: Duration,
-    ) -> Result<Arc<dyn EventLog>> {
-        self.open(log).await
-    }
-
     /// Kafka lists no client connections: the librdkafka consumers that
     /// subscriptions on the log hold in this process.
     async fn subscription_resources(&self, log: &str) -> Result<usize> {

@@ -7,7 +7,6 @@ use eventlog_core::EventLog;
 use eventlog_file::FileEventLog;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A directory of the test's own, removed when the test ends.
 struct Files {
@@ -46,16 +45,6 @@ impl Drop for Files {
 impl Fixture for Files {
     async fn open(&self, log: &str) -> Result<Arc<dyn EventLog>> {
         Ok(Arc::new(FileEventLog::open(&self.root, log)?))
-    }
-
-    async fn open_with_dedup_window(
-        &self,
-        log: &str,
-        _window: Duration,
-    ) -> Result<Arc<dyn EventLog>> {
-        // It never deduplicates (its capabilities say so); the clauses on
-        // deduplication assert the documented behaviour instead.
-        self.open(log).await
     }
 
     /// The readers' open files: every handle and every reader holds the
