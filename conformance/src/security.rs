@@ -3,7 +3,7 @@
 //! security, but every broker backend must pass these.
 //!
 //! A backend's `tests/security.rs` implements [`Secured`] over a broker from
-//! [`harness`](crate::harness) (`REDIS_SECURE`, `NATS_SECURE`, `KAFKA_SASL`)
+//! `eventlog_testkit::containers` (`REDIS_SECURE`, `NATS_SECURE`, `KAFKA_SASL`)
 //! and instantiates the checks with [`security_tests!`](crate::security_tests).
 
 use crate::support::{append_n, take, unique};
