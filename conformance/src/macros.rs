@@ -59,6 +59,10 @@ macro_rules! contract_tests {
             c42_concurrent_conditional_writers_never_lose_or_double,
             c45_a_live_subscription_follows_its_consumer,
             c46_a_move_elsewhere_never_breaks_a_live_subscription,
+            c47_a_standby_takes_over_where_the_holder_acked,
+            c48_the_refusing_mode_fails_at_once,
+            c49_a_fenced_ack_or_seek_changes_nothing,
+            c50_a_rolling_deploy_loses_nothing,
         );
         $crate::__tests!(reliability, $fixture;
             r03_every_refusal_leaves_the_log_as_it_was,

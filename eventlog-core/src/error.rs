@@ -173,6 +173,23 @@ pub enum EventLogError {
         /// What it lacks, such as `conditional appends`.
         feature: &'static str,
     },
+    /// An exclusive subscription asked to be refused while another reader
+    /// holds its consumer, and one does
+    /// ([`WhenBusy::Refuse`](crate::WhenBusy::Refuse)).
+    #[error("consumer `{consumer}` is held by another exclusive subscription")]
+    ConsumerBusy {
+        /// The consumer.
+        consumer: String,
+    },
+    /// This handle does not hold `consumer`, another exclusive
+    /// subscription does (or took it over from this handle's own): the ack
+    /// or seek changed nothing. As a subscription's last item: it lost its
+    /// consumer to another reader, and ends.
+    #[error("consumer `{consumer}` is held by another reader; nothing was changed")]
+    Fenced {
+        /// The consumer.
+        consumer: String,
+    },
     /// An append failed in a way that leaves its outcome unknown (its
     /// events may be stored), on a log that does not deduplicate: a retry
     /// could store them twice. Read the log to find out. Not retryable.

@@ -31,6 +31,7 @@ mod log;
 pub mod log_url;
 mod position;
 mod secret;
+mod subscribe;
 pub mod validate;
 
 pub use append::{AppendOptions, Appended, DEFAULT_DEDUP_WINDOW, ExpectedLast};
@@ -40,6 +41,7 @@ pub use error::{BoxError, EventLogError};
 pub use log::{Capabilities, CheckedEventStream, EventLog, EventLogExt, EventStream};
 pub use position::{ConsumerState, SeekPosition, SeqNo};
 pub use secret::{Secret, redact_url};
+pub use subscribe::{DEFAULT_LEASE, SubscribeOptions, WhenBusy};
 
 /// `anyhow::Result`, the result type of every [`EventLog`] method.
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;

@@ -60,11 +60,16 @@ pub struct Capabilities {
     /// without it they are refused with
     /// [`Unsupported`](EventLogError::Unsupported).
     pub conditional_append: bool,
+    /// Whether a subscription can hold its consumer alone, with standbys
+    /// and fencing ([`SubscribeOptions::exclusive`](crate::SubscribeOptions::exclusive));
+    /// without it such a subscribe is refused with
+    /// [`Unsupported`](EventLogError::Unsupported).
+    pub exclusive_subscriptions: bool,
 }
 
 impl Capabilities {
     /// The capabilities of `backend`: no deduplication, no conditional
-    /// appends.
+    /// appends, no exclusive subscriptions.
     pub fn new(backend: &'static str, max_payload: usize, durable: bool) -> Self {
         Self {
             backend,
@@ -72,7 +77,14 @@ impl Capabilities {
             durable,
             dedup_window: None,
             conditional_append: false,
+            exclusive_subscriptions: false,
         }
+    }
+
+    /// The same, with exclusive subscriptions or without.
+    pub fn with_exclusive_subscriptions(mut self, exclusive: bool) -> Self {
+        self.exclusive_subscriptions = exclusive;
+        self
     }
 
     /// The same, deduplicating appends within `window` (`None`: not at
@@ -199,6 +211,44 @@ pub trait EventLog: Send + Sync {
     ) -> Result<CheckedEventStream> {
         let events = self.subscribe(consumer, position).await?;
         Ok(Box::pin(futures::StreamExt::map(events, Ok)))
+    }
+
+    /// Like [`subscribe_checked`](Self::subscribe_checked), as `options`
+    /// say. With [`SubscribeOptions::exclusive`](crate::SubscribeOptions::exclusive)
+    /// the subscription holds its consumer alone:
+    ///
+    /// * while another exclusive subscription holds it, this one waits as a
+    ///   standby and delivers nothing ([`WhenBusy::Standby`](crate::WhenBusy::Standby)),
+    ///   or the call fails at once with
+    ///   [`ConsumerBusy`](EventLogError::ConsumerBusy)
+    ///   ([`WhenBusy::Refuse`](crate::WhenBusy::Refuse));
+    /// * it takes the consumer at once when the holder's subscription is
+    ///   dropped, within its lease when the holder stopped renewing, and
+    ///   only then applies `position` (a standby's `LastAcknowledged` goes
+    ///   on from the holder's last ack, with no gap);
+    /// * while it holds the consumer, an [`ack`](Self::ack) or
+    ///   [`seek`](Self::seek) of it through any other handle fails with
+    ///   [`Fenced`](EventLogError::Fenced) and changes nothing; so do this
+    ///   handle's once another reader has taken the consumer over, and the
+    ///   subscription ends with a `Fenced` item.
+    ///
+    /// A backend without
+    /// [`Capabilities::exclusive_subscriptions`] refuses an exclusive
+    /// subscribe with [`Unsupported`](EventLogError::Unsupported).
+    async fn subscribe_with(
+        &self,
+        consumer: &str,
+        position: SeekPosition,
+        options: crate::SubscribeOptions,
+    ) -> Result<CheckedEventStream> {
+        if options.exclusive.is_some() {
+            return Err(EventLogError::Unsupported {
+                backend: self.capabilities().backend,
+                feature: "exclusive subscriptions",
+            }
+            .into());
+        }
+        self.subscribe_checked(consumer, position).await
     }
 
     /// Acknowledges every event up to and including `seq_no` for `consumer`.

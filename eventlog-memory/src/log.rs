@@ -48,6 +48,11 @@ impl InMemoryEventLog {
         }
     }
 
+    /// A new handle on the same log, with the same settings.
+    pub(crate) fn another_handle(&self) -> Self {
+        self.with_subscription_settings(self.log.subscription_settings())
+    }
+
     /// How many subscription streams on this log are alive.
     pub fn subscription_count(&self) -> usize {
         self.log.driver().readers()

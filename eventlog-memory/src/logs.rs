@@ -45,7 +45,10 @@ impl InMemoryLogs {
         GLOBAL.get_or_init(Self::new)
     }
 
-    /// A handle on the log named `name`, created empty on first use.
+    /// A new handle on the log named `name`, created empty on first use:
+    /// as a new handle on a broker's log, it shares the events and the
+    /// positions, and not its own acks' fencing tokens or live
+    /// subscriptions (a clone of a handle is the same handle).
     pub fn open(&self, name: &str) -> Result<InMemoryEventLog, EventLogError> {
         validate::log_name(name)?;
         let mut logs = self.logs.lock().expect("log set lock poisoned");
@@ -59,6 +62,6 @@ impl InMemoryLogs {
             }
             builder.build()
         });
-        Ok(log.clone())
+        Ok(log.another_handle())
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The [`Driver`] of an in-memory log: a handle on its store.
 #[derive(Debug, Clone)]
@@ -38,6 +38,9 @@ struct Store {
     events: RwLock<Vec<EventEnvelope>>,
     /// Each consumer's next sequence number.
     consumers: Mutex<HashMap<String, SeqNo>>,
+    /// The leases of exclusive subscriptions: holder and end, by consumer.
+    /// Fenced moves of a consumer happen with this locked.
+    leases: Mutex<HashMap<String, (String, Instant)>>,
     waiters: Waiters,
     max_payload: usize,
     /// Taken only with `events` locked for writing.
@@ -59,6 +62,7 @@ impl Store {
         Self {
             events: RwLock::new(Vec::new()),
             consumers: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
             waiters: Waiters::default(),
             max_payload,
             dedup: Dedup::new(dedup_window).map(Mutex::new),
@@ -177,6 +181,52 @@ impl Store {
         }
     }
 
+    /// Takes or renews `consumer`'s lease for `holder` until `ttl` from
+    /// now, unless another holder's has not run out.
+    fn lease(&self, consumer: &str, holder: &str, ttl: Duration) -> bool {
+        let mut leases = self.leases.lock().expect("lease lock poisoned");
+        let now = Instant::now();
+        match leases.get_mut(consumer) {
+            Some((other, until)) if other != holder && *until > now => false,
+            Some(lease) => {
+                *lease = (holder.to_owned(), now + ttl);
+                true
+            }
+            None => {
+                leases.insert(consumer.to_owned(), (holder.to_owned(), now + ttl));
+                true
+            }
+        }
+    }
+
+    fn release(&self, consumer: &str, holder: &str) {
+        let mut leases = self.leases.lock().expect("lease lock poisoned");
+        if leases.get(consumer).is_some_and(|(held, _)| held == holder) {
+            leases.remove(consumer);
+        }
+    }
+
+    /// [`update_consumer`](Self::update_consumer), unless another holder
+    /// than `holder` has a lease of `consumer` that has not run out.
+    fn update_fenced(
+        &self,
+        consumer: &str,
+        holder: &str,
+        update: impl FnOnce(SeqNo) -> SeqNo,
+    ) -> Result<(), EventLogError> {
+        let leases = self.leases.lock().expect("lease lock poisoned");
+        if let Some((other, until)) = leases.get(consumer)
+            && other != holder
+            && *until > Instant::now()
+        {
+            return Err(EventLogError::Fenced {
+                consumer: consumer.to_owned(),
+            });
+        }
+        self.update_consumer(consumer, update);
+        Ok(())
+    }
+
     /// Up to `limits` events from `next` on, into `records`; how many.
     fn read_from(&self, next: SeqNo, records: &mut VecDeque<Record>, limits: ReadLimits) -> usize {
         let events = self.events.read().expect("log lock poisoned");
@@ -212,6 +262,7 @@ impl Driver for MemoryDriver {
         Capabilities::new("memory", self.store.max_payload, false)
             .with_dedup_window(self.store.dedup_window)
             .with_conditional_append(true)
+            .with_exclusive_subscriptions(true)
     }
 
     fn timeout(&self) -> Option<Duration> {
@@ -280,6 +331,39 @@ impl Driver for MemoryDriver {
 
     async fn log_exists(&self) -> Result<bool, EventLogError> {
         Ok(true)
+    }
+
+    async fn lease(
+        &self,
+        consumer: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, EventLogError> {
+        Ok(self.store.lease(consumer, holder, ttl))
+    }
+
+    async fn release(&self, consumer: &str, holder: &str) -> Result<(), EventLogError> {
+        self.store.release(consumer, holder);
+        Ok(())
+    }
+
+    async fn ack_fenced(
+        &self,
+        consumer: &str,
+        seq_no: SeqNo,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        self.store
+            .update_fenced(consumer, holder, |next| next.max(seq_no + 1))
+    }
+
+    async fn move_consumer_fenced(
+        &self,
+        consumer: &str,
+        next: SeqNo,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        self.store.update_fenced(consumer, holder, |_| next)
     }
 }
 

@@ -120,6 +120,12 @@ impl RedisConfig {
         format!("{}{}", self.key_prefix, self.log)
     }
 
+    /// The key of `consumer`'s lease, held by its exclusive subscription
+    /// (no stream key has `:`: log names cannot).
+    pub(crate) fn lease_key(&self, consumer: &str) -> String {
+        format!("{}{}:lease:{consumer}", self.key_prefix, self.log)
+    }
+
     /// The key that marks the event of `dedup_key` as stored, for the
     /// window.
     pub(crate) fn dedup_key(&self, dedup_key: &str) -> String {

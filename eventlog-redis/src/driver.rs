@@ -132,21 +132,118 @@ impl RedisDriver {
         self.config.dedup_window.is_zero() && expected == ExpectedLast::Any
     }
 
-    /// Acknowledges exactly the entries `ids` with one `XACK`; `false` when
-    /// the server had fewer of them pending.
+    /// Acknowledges exactly the entries `ids` with one `XACK`, fenced for
+    /// `holder` (empty: not fenced); `false` when the server had fewer of
+    /// them pending.
     async fn xack(
         &self,
         consumer: &str,
         ids: std::ops::RangeInclusive<SeqNo>,
+        holder: &str,
     ) -> Result<bool, EventLogError> {
         let expected = ids.clone().count();
-        let mut cmd = redis::cmd("XACK");
-        cmd.arg(&self.key).arg(consumer);
+        let mut invocation = scripts::XACK.key(&self.key);
+        invocation
+            .key(self.config.lease_key(consumer))
+            .arg(consumer)
+            .arg(holder);
         for n in ids {
-            cmd.arg(format!("0-{n}"));
+            invocation.arg(format!("0-{n}"));
         }
-        let acked: usize = self.query(cmd).await?;
-        Ok(acked == expected)
+        let mut conn = self.conn.clone();
+        let acked: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(from_redis)?;
+        if acked < 0 {
+            return Err(fenced(consumer));
+        }
+        Ok(acked as usize == expected)
+    }
+
+    /// Runs the ack or seek `script` on the stream and `consumer`'s lease.
+    async fn fenced_script<T: redis::FromRedisValue + Send>(
+        &self,
+        script: &redis::Script,
+        consumer: &str,
+        args: &[&str],
+    ) -> Result<T, EventLogError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = script.key(&self.key);
+        invocation
+            .key(self.config.lease_key(consumer))
+            .arg(consumer);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation.invoke_async(&mut conn).await.map_err(from_redis)
+    }
+
+    /// Moves `consumer` so that its next event is `next`, fenced for
+    /// `holder` (empty: not fenced).
+    async fn seek_as(
+        &self,
+        consumer: &str,
+        next: SeqNo,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        self.delivered.forget(consumer);
+        let id = format!("0-{}", next - 1);
+        match self
+            .fenced_script::<i64>(&scripts::SEEK, consumer, &[&id, holder])
+            .await?
+        {
+            3 => Err(fenced(consumer)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Acknowledges up to `seq_no` for `consumer`, fenced for `holder`
+    /// (empty: not fenced).
+    async fn ack_as(
+        &self,
+        consumer: &str,
+        seq_no: SeqNo,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        if let Some(ids) = self.delivered.pending_up_to(consumer, seq_no) {
+            if self.xack(consumer, ids, holder).await? {
+                self.delivered.acked(consumer, seq_no);
+                return Ok(());
+            }
+            // Someone else moved the group: the script decides.
+            self.delivered.forget(consumer);
+        }
+        let n = seq_no.to_string();
+        let (accepted, last) = loop {
+            // Each call acknowledges at most `scripts::STEP` entries, and
+            // checks the lease again.
+            match self
+                .fenced_script::<(i64, u64)>(&scripts::ACK, consumer, &[&n, holder])
+                .await?
+            {
+                (2, _) => continue,
+                (3, _) => return Err(fenced(consumer)),
+                reply => break reply,
+            }
+        };
+        if accepted == 0 {
+            // The log holds less than the handle had seen: it was deleted
+            // and created again.
+            return Err(EventLogError::AckOutOfRange {
+                consumer: consumer.to_owned(),
+                seq_no,
+                last: (last > 0).then_some(last),
+            });
+        }
+        self.delivered.acked(consumer, seq_no);
+        Ok(())
+    }
+}
+
+fn fenced(consumer: &str) -> EventLogError {
+    EventLogError::Fenced {
+        consumer: consumer.to_owned(),
     }
 }
 
@@ -158,6 +255,7 @@ impl Driver for RedisDriver {
         Capabilities::new(BACKEND, self.config.max_payload, true)
             .with_dedup_window((!window.is_zero()).then_some(window))
             .with_conditional_append(true)
+            .with_exclusive_subscriptions(true)
     }
 
     fn timeout(&self) -> Option<Duration> {
@@ -219,44 +317,57 @@ impl Driver for RedisDriver {
     }
 
     async fn move_consumer(&self, consumer: &str, next: SeqNo) -> Result<(), EventLogError> {
-        self.delivered.forget(consumer);
-        let id = format!("0-{}", next - 1);
-        self.script::<i64>(&scripts::SEEK, &[consumer, &id])
-            .await
-            .map(drop)
+        self.seek_as(consumer, next, "").await
     }
 
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<(), EventLogError> {
-        if let Some(ids) = self.delivered.pending_up_to(consumer, seq_no) {
-            if self.xack(consumer, ids).await? {
-                self.delivered.acked(consumer, seq_no);
-                return Ok(());
-            }
-            // Someone else moved the group: the script decides.
-            self.delivered.forget(consumer);
-        }
-        let n = seq_no.to_string();
-        let (accepted, last) = loop {
-            // Each call acknowledges at most `scripts::STEP` entries.
-            match self
-                .script::<(i64, u64)>(&scripts::ACK, &[consumer, &n])
-                .await?
-            {
-                (2, _) => continue,
-                reply => break reply,
-            }
-        };
-        if accepted == 0 {
-            // The log holds less than the handle had seen: it was deleted
-            // and created again.
-            return Err(EventLogError::AckOutOfRange {
-                consumer: consumer.to_owned(),
-                seq_no,
-                last: (last > 0).then_some(last),
-            });
-        }
-        self.delivered.acked(consumer, seq_no);
-        Ok(())
+        self.ack_as(consumer, seq_no, "").await
+    }
+
+    async fn ack_fenced(
+        &self,
+        consumer: &str,
+        seq_no: SeqNo,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        self.ack_as(consumer, seq_no, holder).await
+    }
+
+    async fn move_consumer_fenced(
+        &self,
+        consumer: &str,
+        next: SeqNo,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        self.seek_as(consumer, next, holder).await
+    }
+
+    async fn lease(
+        &self,
+        consumer: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, EventLogError> {
+        let mut conn = self.conn.clone();
+        let took: i64 = scripts::LEASE
+            .key(self.config.lease_key(consumer))
+            .arg(holder)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(from_redis)?;
+        Ok(took == 1)
+    }
+
+    async fn release(&self, consumer: &str, holder: &str) -> Result<(), EventLogError> {
+        let mut conn = self.conn.clone();
+        scripts::RELEASE
+            .key(self.config.lease_key(consumer))
+            .arg(holder)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(from_redis)
     }
 
     async fn open_reader(

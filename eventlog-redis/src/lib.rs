@@ -25,18 +25,21 @@
 //! | `append_batch` | the `XADD`s in one `MULTI`/`EXEC`: stored contiguously, or not at all |
 //! | a consumer | a consumer group named after it, with one member, `eventlog` |
 //! | `subscribe` | on a connection of its own, named `eventlog-sub:<log>` (as `CLIENT LIST` shows it): `XREADGROUP … STREAMS key 0` for the group's pending entries (delivered, never acknowledged), then `XREADGROUP … BLOCK … STREAMS key >` |
-//! | `ack(c, n)` | a Lua script: `XACK` of every pending entry up to `n`, then `XGROUP SETID` to `n` if the group had not delivered that far |
+//! | `ack(c, n)` | a Lua script: `XACK` of every pending entry up to `n`, then `XGROUP SETID` to `n` if the group had not delivered that far (the common case, the entries this handle delivered, is one `XACK` in a small script) |
 //! | `seek(c, p)` | a Lua script: `XGROUP SETID` (or `CREATE`), then `XGROUP DELCONSUMER` of every member, so no stale pending entry comes again |
+//! | an exclusive subscription's lease | key `eventlog:<log>:lease:<consumer>`, the holder's token, expiring on the server (`SET … PX`); every ack and seek script refuses, changing nothing, while another token holds it |
 //! | `consumer_state` | the group's acknowledgement floor: the entry before its oldest pending entry (`XPENDING`), or its `last-delivered-id` (`XINFO GROUPS`) when nothing is pending |
 //! | `last_seq_no` | `last-generated-id` of `XINFO STREAM` |
 //!
 //! The entry fields are the CloudEvents attributes; see the `codec` table
 //! in the project's `docs/wire-format.md`.
 //!
-//! **One reader per consumer name.** A second live subscription on the same
-//! name joins the same group as the same member: the two share the new
+//! **One reader per consumer name.** A second plain subscription on the
+//! same name joins the same group as the same member: the two share the new
 //! entries (each gets some), and both re-read pending ones. Use one
-//! consumer name per reader.
+//! consumer name per reader, or exclusive subscriptions
+//! (`SubscribeOptions::exclusive`): one holds the name, the others wait as
+//! standbys, and acks from anyone else are fenced.
 //!
 //! **Durability** is Redis's: an acknowledged append is in memory on the
 //! primary and reaches disk per the server's `appendonly`/`appendfsync`

@@ -75,6 +75,14 @@ local function ack_range(key, group, from, upto)
   end
   return #redis.call('XPENDING', key, group, from, upto, 1) == 0
 end
+-- Whether another holder than `holder` has the lease at `lease` (an
+-- exclusive subscription's key, which expires by itself); never for an
+-- empty holder, which asks for no fencing.
+local function fenced(lease, holder)
+  if holder == '' then return false end
+  local current = redis.call('GET', lease)
+  return current ~= false and current ~= holder
+end
 local function position(key, group)
   local pending = pending_summary(key, group)
   if pending == nil then return nil end
@@ -83,14 +91,17 @@ local function position(key, group)
 end
 "#;
 
-/// `KEYS[1]` stream, `ARGV[1]` group, `ARGV[2]` n: acknowledges everything
-/// up to n. Returns `{1, last}` when done, `{2, last}` when it acknowledged
-/// [`STEP`] entries and more are pending up to n (call again), or `{0, last}`
-/// when n is out of range.
+/// `KEYS[1]` stream, `KEYS[2]` the consumer's lease, `ARGV[1]` group,
+/// `ARGV[2]` n, `ARGV[3]` the holder the ack is fenced for (empty: none):
+/// acknowledges everything up to n. Returns `{1, last}` when done, `{2,
+/// last}` when it acknowledged [`STEP`] entries and more are pending up to
+/// n (call again), `{0, last}` when n is out of range, or `{3, 0}`, having
+/// changed nothing, when another holder has the lease.
 pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     with_helpers(
         r#"
 local key, group, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if fenced(KEYS[2], ARGV[3]) then return {3, 0} end
 -- The common case first, in one XPENDING and one XACK: n itself is pending,
 -- so it was delivered (n is in range and the group is past it).
 local ok, pending = pcall(redis.call, 'XPENDING', key, group, '-', '0-' .. ARGV[2], 1000)
@@ -120,9 +131,12 @@ return {1, last}
     )
 });
 
-/// `KEYS[1]` stream, `ARGV[1]` group, `ARGV[2]` the id to move to (`0-k`):
-/// sets the group's position and drops its pending entries, so nothing
-/// stale is delivered again. Creates the group if needed.
+/// `KEYS[1]` stream, `KEYS[2]` the consumer's lease, `ARGV[1]` group,
+/// `ARGV[2]` the id to move to (`0-k`), `ARGV[3]` the holder the move is
+/// fenced for (empty: none): sets the group's position and drops its
+/// pending entries, so nothing stale is delivered again. Creates the group
+/// if needed. Returns 1, or 3, having changed nothing, when another holder
+/// has the lease.
 ///
 /// One call, whatever the number of pending entries: dropping them is one
 /// `XGROUP DELCONSUMER`, which Redis runs in C (0.34 s per million pending
@@ -133,6 +147,7 @@ pub(crate) static SEEK: LazyLock<Script> = LazyLock::new(|| {
     with_helpers(
         r#"
 local key, group, id = KEYS[1], ARGV[1], ARGV[2]
+if fenced(KEYS[2], ARGV[3]) then return 3 end
 local summary = pending_summary(key, group)
 if summary == nil then
   redis.call('XGROUP', 'CREATE', key, group, id, 'MKSTREAM')
@@ -142,6 +157,49 @@ redis.call('XGROUP', 'SETID', key, group, id)
 if type(summary[4]) == 'table' then
   for _, member in ipairs(summary[4]) do redis.call('XGROUP', 'DELCONSUMER', key, group, member[1]) end
 end
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` stream, `KEYS[2]` the consumer's lease, `ARGV[1]` group,
+/// `ARGV[2]` the holder, then the ids to acknowledge: one `XACK`, the
+/// driver's common ack, unless another holder has the lease. Returns how
+/// many were pending, or -1, having changed nothing, when fenced.
+///
+/// Lean, without [`HELPERS`], as [`APPEND`]: it runs for most acks.
+pub(crate) static XACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if ARGV[2] ~= '' then
+  local current = redis.call('GET', KEYS[2])
+  if current ~= false and current ~= ARGV[2] then return -1 end
+end
+return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
+"#,
+    )
+});
+
+/// `KEYS[1]` the lease, `ARGV[1]` the holder, `ARGV[2]` its length in ms:
+/// takes the lease or renews it, unless another holder has it. Returns 1
+/// when the holder has it now, 0 otherwise.
+pub(crate) static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local current = redis.call('GET', KEYS[1])
+if current ~= false and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` the lease, `ARGV[1]` the holder: ends the holder's lease, if
+/// it has it.
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 "#,
     )

@@ -42,9 +42,9 @@ pub use connect::{BACKENDS, Backend, CREDENTIAL_VARIABLES, connect, connect_with
 pub use copy::{CopyReport, copy};
 pub use eventlog_core::{
     AppendOptions, Appended, AttributeReader, BoxError, Capabilities, CheckedEventStream,
-    ConsumerState, DEFAULT_DEDUP_WINDOW, EventEnvelope, EventLog, EventLogError, EventLogExt,
-    EventStream, ExpectedLast, Result, SPEC_VERSION, Secret, SeekPosition, SeqNo, attributes,
-    driver, redact_url, validate,
+    ConsumerState, DEFAULT_DEDUP_WINDOW, DEFAULT_LEASE, EventEnvelope, EventLog, EventLogError,
+    EventLogExt, EventStream, ExpectedLast, Result, SPEC_VERSION, Secret, SeekPosition, SeqNo,
+    SubscribeOptions, WhenBusy, attributes, driver, redact_url, validate,
 };
 
 /// The in-memory backend.

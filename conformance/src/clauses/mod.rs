@@ -5,6 +5,7 @@
 mod append;
 mod broker;
 mod checked;
+mod exclusive;
 mod faults;
 mod idempotence;
 mod positions;
@@ -13,6 +14,7 @@ mod subscribe;
 pub use append::*;
 pub use broker::*;
 pub use checked::*;
+pub use exclusive::*;
 pub use faults::*;
 pub use idempotence::*;
 pub use positions::*;

@@ -4,9 +4,11 @@ use super::Driver;
 use super::subscription::Subscription;
 use crate::{
     AppendOptions, Appended, Capabilities, CheckedEventStream, ConsumerState, EventEnvelope,
-    EventLog, EventLogError, EventStream, ExpectedLast, Result, SeekPosition, SeqNo, validate,
+    EventLog, EventLogError, EventStream, ExpectedLast, Result, SeekPosition, SeqNo,
+    SubscribeOptions, validate,
 };
 use async_trait::async_trait;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -99,6 +101,15 @@ pub(super) struct Shared<D> {
     /// The live subscriptions of this handle, in the stripes of `locks`:
     /// an ack or seek tells them where their consumer was moved.
     follows: Box<[std::sync::Mutex<Vec<Follow>>]>,
+    /// This handle's name in lease tokens (`<handle>-<n>`): an ack or seek
+    /// of a consumer this handle holds none of carries it, and is fenced
+    /// wherever another holder has a lease.
+    handle: Arc<str>,
+    /// How many lease tokens this handle has made.
+    tokens: AtomicU64,
+    /// The token of the lease this handle's exclusive subscription holds,
+    /// by consumer: its acks and seeks carry it.
+    claims: std::sync::Mutex<HashMap<Arc<str>, Arc<str>>>,
 }
 
 /// A live subscription's mailbox for moves of its consumer.
@@ -118,6 +129,42 @@ enum Move {
 }
 
 impl<D> Shared<D> {
+    /// A lease token no other claim of any handle has.
+    pub(super) fn new_token(&self) -> Arc<str> {
+        let n = self.tokens.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.handle).into()
+    }
+
+    /// Acks and seeks of `consumer` through this handle carry `token`.
+    pub(super) fn hold(&self, consumer: &Arc<str>, token: &Arc<str>) {
+        self.claims
+            .lock()
+            .expect("claims lock poisoned")
+            .insert(consumer.clone(), token.clone());
+    }
+
+    /// Forgets `token` as this handle's hold on `consumer`, if it still is.
+    pub(super) fn unhold(&self, consumer: &str, token: &Arc<str>) {
+        let mut claims = self.claims.lock().expect("claims lock poisoned");
+        if claims
+            .get(consumer)
+            .is_some_and(|held| Arc::ptr_eq(held, token))
+        {
+            claims.remove(consumer);
+        }
+    }
+
+    /// The token an ack or seek of `consumer` through this handle carries:
+    /// its claim's, or the handle's own, which holds nothing.
+    fn token_of(&self, consumer: &str) -> Arc<str> {
+        self.claims
+            .lock()
+            .expect("claims lock poisoned")
+            .get(consumer)
+            .cloned()
+            .unwrap_or_else(|| self.handle.clone())
+    }
+
     pub(super) fn limits(&self) -> super::ReadLimits {
         super::ReadLimits {
             events: self.settings.read_ahead_events,
@@ -202,6 +249,9 @@ impl<D: Driver> DriverLog<D> {
                 seen_last: AtomicU64::new(0),
                 locks: (0..CONSUMER_LOCKS).map(|_| Mutex::new(())).collect(),
                 follows: (0..CONSUMER_LOCKS).map(|_| Default::default()).collect(),
+                handle: uuid::Uuid::now_v7().simple().to_string().into(),
+                tokens: AtomicU64::new(0),
+                claims: Default::default(),
             }),
         }
     }
@@ -221,7 +271,7 @@ impl<D: Driver> DriverLog<D> {
     }
 
     /// Runs `fut` within the driver's timeout, as `operation`.
-    async fn within<T>(
+    pub(super) async fn within<T>(
         &self,
         operation: &'static str,
         fut: impl Future<Output = Result<T, EventLogError>>,
@@ -257,14 +307,15 @@ impl<D: Driver> DriverLog<D> {
                 return Ok(driver.acknowledged(consumer).await?.unwrap_or(0) + 1);
             }
         };
-        driver.move_consumer(consumer, next).await?;
+        let token = self.shared.token_of(consumer);
+        driver.move_consumer_fenced(consumer, next, &token).await?;
         self.shared.moved(consumer, Move::To(next));
         Ok(next)
     }
 
     /// Moves `consumer` to `position` (as `seek` would, but for
     /// `LastAcknowledged`) and opens its subscription there.
-    async fn open_subscription(
+    pub(super) async fn open_subscription(
         &self,
         consumer: &str,
         position: SeekPosition,
@@ -448,6 +499,22 @@ impl<T: AsDriverLog> EventLog for T {
                 .await?,
         ))
     }
+
+    async fn subscribe_with(
+        &self,
+        consumer: &str,
+        position: SeekPosition,
+        options: SubscribeOptions,
+    ) -> Result<CheckedEventStream> {
+        let log = self.driver_log();
+        Ok(match options.exclusive {
+            None => Box::pin(log.open_subscription(consumer, position).await?),
+            Some(when_busy) => {
+                log.open_exclusive(consumer, position, options.lease, when_busy)
+                    .await?
+            }
+        })
+    }
     async fn ack(&self, consumer: &str, seq_no: SeqNo) -> Result<()> {
         let log = self.driver_log();
         validate::consumer_name(consumer)?;
@@ -459,7 +526,11 @@ impl<T: AsDriverLog> EventLog for T {
                 let last = log.last().await?;
                 validate::ack(consumer, seq_no, (last > 0).then_some(last))?;
             }
-            log.shared.driver.ack(consumer, seq_no).await?;
+            let token = log.shared.token_of(consumer);
+            log.shared
+                .driver
+                .ack_fenced(consumer, seq_no, &token)
+                .await?;
             log.shared.moved(consumer, Move::AtLeast(seq_no + 1));
             Ok(())
         })

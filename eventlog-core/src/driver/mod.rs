@@ -17,6 +17,7 @@
 //! A call goes one way: facade → [`DriverLog`] (the rules) → [`Driver`]
 //! (the broker calls).
 
+mod exclusive;
 mod log;
 mod subscription;
 
@@ -140,6 +141,64 @@ pub trait Driver: Send + Sync + 'static {
     /// Whether the log still exists; asked when a read fails, so a deleted
     /// log ends its subscriptions instead of being retried forever.
     fn log_exists(&self) -> impl Future<Output = Result<bool, EventLogError>> + Send;
+
+    /// Takes the lease of `consumer` for `holder`, or renews it, until
+    /// `ttl` from now: `true` when `holder` holds it now, `false` when
+    /// another holder's lease has not run out. Called only when the driver
+    /// declares [`exclusive_subscriptions`](Capabilities::exclusive_subscriptions);
+    /// such a driver also fences [`ack_fenced`](Self::ack_fenced) and
+    /// [`move_consumer_fenced`](Self::move_consumer_fenced).
+    fn lease(
+        &self,
+        consumer: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, EventLogError>> + Send {
+        let _ = (consumer, holder, ttl);
+        let backend = self.capabilities().backend;
+        async move {
+            Err(EventLogError::Unsupported {
+                backend,
+                feature: "exclusive subscriptions",
+            })
+        }
+    }
+
+    /// Ends `holder`'s lease of `consumer`, if it holds one.
+    fn release(
+        &self,
+        consumer: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), EventLogError>> + Send {
+        let _ = (consumer, holder);
+        async { Ok(()) }
+    }
+
+    /// [`ack`](Self::ack), unless another holder than `holder` holds a
+    /// lease of `consumer` that has not run out: then
+    /// [`EventLogError::Fenced`] and nothing changes, checked atomically
+    /// with the ack. A driver without leases acks.
+    fn ack_fenced(
+        &self,
+        consumer: &str,
+        seq_no: SeqNo,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), EventLogError>> + Send {
+        let _ = holder;
+        self.ack(consumer, seq_no)
+    }
+
+    /// [`move_consumer`](Self::move_consumer), fenced as
+    /// [`ack_fenced`](Self::ack_fenced).
+    fn move_consumer_fenced(
+        &self,
+        consumer: &str,
+        next: SeqNo,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), EventLogError>> + Send {
+        let _ = holder;
+        self.move_consumer(consumer, next)
+    }
 }
 
 /// The identity of `event` for deduplication: its (`source`, `id`) pair

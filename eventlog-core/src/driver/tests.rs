@@ -20,6 +20,9 @@ struct Scripted {
     acked: AtomicU64,
     /// The first stored number.
     first: AtomicU64,
+    /// How many more lease requests are granted; the rest are refused, as
+    /// when another holder took the consumer over.
+    leases: AtomicU64,
 }
 
 struct ScriptedReader(Arc<Scripted>);
@@ -43,7 +46,7 @@ impl Driver for Arc<Scripted> {
     type Reader = ScriptedReader;
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new("scripted", 1024, true)
+        Capabilities::new("scripted", 1024, true).with_exclusive_subscriptions(true)
     }
     fn timeout(&self) -> Option<Duration> {
         Some(Duration::from_secs(5))
@@ -83,6 +86,12 @@ impl Driver for Arc<Scripted> {
     async fn log_exists(&self) -> Result<bool, EventLogError> {
         Ok(!self.deleted.load(Ordering::SeqCst))
     }
+    async fn lease(&self, _: &str, _: &str, _: Duration) -> Result<bool, EventLogError> {
+        let granted = self
+            .leases
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        Ok(granted.is_ok())
+    }
 }
 
 impl Reader for ScriptedReader {
@@ -109,6 +118,7 @@ fn log_of(script: Vec<Read>, last: SeqNo) -> (DriverLog<Arc<Scripted>>, Arc<Scri
         deleted: AtomicBool::new(false),
         acked: AtomicU64::new(0),
         first: AtomicU64::new(1),
+        leases: AtomicU64::new(0),
     });
     let settings = SubscriptionSettings::default().with_outage_report_after(Duration::ZERO);
     (DriverLog::with_settings(driver.clone(), settings), driver)
@@ -378,4 +388,46 @@ fn dedup_keys_tell_every_pair_apart_and_never_change() {
     // Stored in brokers (NATS message ids, Redis keys): a new release must
     // recognise the pairs an older one stored.
     assert_eq!(key, "3d67f8bfa8faa1fefcbff672320f5e7a");
+}
+
+#[tokio::test]
+async fn an_exclusive_subscription_that_loses_its_lease_ends_fenced() {
+    let (log, driver) = log_of(vec![Ok(vec![ok(1), ok(2)])], 2);
+    // The first request takes the consumer; the first renewal finds it
+    // taken over.
+    driver.leases.store(1, Ordering::SeqCst);
+    let options = crate::SubscribeOptions::exclusive(crate::WhenBusy::Refuse)
+        .with_lease(Duration::from_millis(300));
+    let stream = log
+        .subscribe_with("c", SeekPosition::Beginning, options)
+        .await
+        .expect("the consumer is free");
+    let items: Vec<String> = tokio::time::timeout(
+        Duration::from_secs(5),
+        stream
+            .map(|item| match item {
+                Ok(event) => event.seq().to_string(),
+                Err(EventLogError::Fenced { consumer }) => format!("fenced {consumer}"),
+                Err(other) => format!("{other:?}"),
+            })
+            .collect(),
+    )
+    .await
+    .expect("the stream ends once the lease is lost");
+    assert_eq!(items, ["1", "2", "fenced c"]);
+}
+
+#[tokio::test]
+async fn a_refusing_exclusive_subscribe_on_a_busy_consumer_fails_at_once() {
+    let (log, _) = log_of(Vec::new(), 0);
+    let options = crate::SubscribeOptions::exclusive(crate::WhenBusy::Refuse);
+    let refused = log
+        .subscribe_with("c", SeekPosition::Beginning, options)
+        .await
+        .err()
+        .and_then(|err| err.downcast::<EventLogError>().ok());
+    assert!(
+        matches!(refused, Some(EventLogError::ConsumerBusy { ref consumer }) if consumer == "c"),
+        "{refused:?}"
+    );
 }

@@ -1,0 +1,312 @@
+//! Exclusive subscriptions: C47 to C50. A backend without
+//! `Capabilities::exclusive_subscriptions` gets the same tests asserting
+//! its documented refusal, `Unsupported`.
+
+use crate::Fixture;
+use crate::expect_refused;
+use crate::support::{append_n, unique};
+use crate::timings;
+use anyhow::{Context, Result, bail, ensure};
+use eventlog_core::{
+    CheckedEventStream, EventEnvelope, EventLog, EventLogError, SeekPosition, SeqNo,
+    SubscribeOptions, WhenBusy,
+};
+use futures::StreamExt;
+use std::time::Duration;
+
+/// The lease of the clauses' subscriptions: short, so a takeover the
+/// clauses wait for never hides behind it.
+const LEASE: Duration = Duration::from_secs(2);
+
+fn exclusive(when_busy: WhenBusy) -> SubscribeOptions {
+    SubscribeOptions::exclusive(when_busy).with_lease(LEASE)
+}
+
+/// Whether `log` has exclusive subscriptions; when it has not, checks its
+/// documented refusal of one.
+async fn supported(log: &dyn EventLog, clause: &str) -> Result<bool> {
+    if log.capabilities().exclusive_subscriptions {
+        return Ok(true);
+    }
+    let consumer = unique("exclusive");
+    expect_refused!(
+        log.subscribe_with(
+            &consumer,
+            SeekPosition::Beginning,
+            exclusive(WhenBusy::Standby)
+        )
+        .await,
+        EventLogError::Unsupported { .. },
+        format!("{clause}: an exclusive subscribe on a backend without them")
+    );
+    Ok(false)
+}
+
+/// The next event of a checked stream within `within`; a report is an error.
+async fn next_event(stream: &mut CheckedEventStream, within: Duration) -> Result<EventEnvelope> {
+    match tokio::time::timeout(within, stream.next()).await {
+        Ok(Some(Ok(event))) => Ok(event),
+        Ok(Some(Err(err))) => bail!("the subscription reported {err:?}"),
+        Ok(None) => bail!("the subscription ended"),
+        Err(_) => bail!("no event within {within:?}"),
+    }
+}
+
+/// Checks that `stream` gives exactly the events `expected`, in order.
+async fn expect_events(
+    stream: &mut CheckedEventStream,
+    expected: impl IntoIterator<Item = SeqNo>,
+    within: Duration,
+    context: &str,
+) -> Result<()> {
+    for want in expected {
+        let got = next_event(stream, within)
+            .await
+            .with_context(|| format!("{context}: waiting for event {want}"))?;
+        ensure!(
+            got.seq_no == Some(want),
+            "{context}: got event {:?}, expected {want}",
+            got.seq_no
+        );
+    }
+    Ok(())
+}
+
+/// Checks that a standby delivers nothing while the holder lives.
+async fn expect_quiet(stream: &mut CheckedEventStream, context: &str) -> Result<()> {
+    let window = timings().prompt;
+    if let Ok(item) = tokio::time::timeout(window, stream.next()).await {
+        bail!("{context}: a standby delivered {item:?} while the holder was alive");
+    }
+    Ok(())
+}
+
+/// How long a takeover may take: the holder's release, a standby's next
+/// attempt, and opening its reader.
+fn takeover() -> Duration {
+    LEASE + timings().deadline
+}
+
+/// C47 A second exclusive subscriber on a busy consumer (the standby mode,
+/// the default) receives nothing while the first holds it; once the first
+/// subscription is dropped it takes over within a bounded time and goes on
+/// from the first one's acknowledgement, with no gap.
+pub async fn c47_a_standby_takes_over_where_the_holder_acked(fx: &dyn Fixture) -> Result<()> {
+    let name = unique("c47");
+    let (old, new) = (fx.open(&name).await?, fx.open(&name).await?);
+    if !supported(&*old, "C47").await? {
+        return Ok(());
+    }
+    append_n(&*old, 10).await?;
+    let consumer = unique("worker");
+    let mut holder = old
+        .subscribe_with(
+            &consumer,
+            SeekPosition::Beginning,
+            exclusive(WhenBusy::Standby),
+        )
+        .await?;
+    let deadline = timings().deadline;
+    expect_events(&mut holder, 1..=5, deadline, &format!("log {name}: holder")).await?;
+    old.ack(&consumer, 3).await?;
+
+    let mut standby = new
+        .subscribe_with(
+            &consumer,
+            SeekPosition::LastAcknowledged,
+            exclusive(WhenBusy::Standby),
+        )
+        .await?;
+    expect_quiet(&mut standby, &format!("log {name}")).await?;
+    drop(holder);
+    expect_events(
+        &mut standby,
+        4..=10,
+        takeover(),
+        &format!("log {name}: standby after the holder was dropped"),
+    )
+    .await
+}
+
+/// C48 An exclusive subscribe that asks to be refused while the consumer is
+/// busy fails at once with `ConsumerBusy`, and succeeds once the holder's
+/// subscription is dropped.
+pub async fn c48_the_refusing_mode_fails_at_once(fx: &dyn Fixture) -> Result<()> {
+    let name = unique("c48");
+    let (first, second) = (fx.open(&name).await?, fx.open(&name).await?);
+    if !supported(&*first, "C48").await? {
+        return Ok(());
+    }
+    append_n(&*first, 3).await?;
+    let consumer = unique("worker");
+    let holder = first
+        .subscribe_with(
+            &consumer,
+            SeekPosition::Beginning,
+            exclusive(WhenBusy::Refuse),
+        )
+        .await?;
+    let asked = tokio::time::Instant::now();
+    expect_refused!(
+        second
+            .subscribe_with(
+                &consumer,
+                SeekPosition::LastAcknowledged,
+                exclusive(WhenBusy::Refuse)
+            )
+            .await,
+        EventLogError::ConsumerBusy { .. },
+        format!("log {name}: a refusing subscribe on a busy consumer")
+    );
+    ensure!(
+        asked.elapsed() <= timings().prompt,
+        "log {name}: the refusal took {:?}, not at once",
+        asked.elapsed()
+    );
+    drop(holder);
+    // The release follows the drop: poll until it has landed.
+    let until = tokio::time::Instant::now() + takeover();
+    let mut taken = loop {
+        let busy = match second
+            .subscribe_with(
+                &consumer,
+                SeekPosition::LastAcknowledged,
+                exclusive(WhenBusy::Refuse),
+            )
+            .await
+        {
+            Ok(stream) => break stream,
+            Err(err) => err,
+        };
+        let still_busy = matches!(
+            busy.downcast_ref::<EventLogError>(),
+            Some(EventLogError::ConsumerBusy { .. })
+        );
+        if !still_busy || tokio::time::Instant::now() >= until {
+            return Err(busy.context(format!(
+                "log {name}: a refusing subscribe after the holder was dropped"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    expect_events(
+        &mut taken,
+        1..=3,
+        timings().deadline,
+        &format!("log {name}: after"),
+    )
+    .await
+}
+
+/// C49 While an exclusive subscription holds a consumer, an `ack` or `seek`
+/// of it through another handle, and a plain subscribe that would move it,
+/// fail with `Fenced` and change nothing; the holder's own handle acks.
+pub async fn c49_a_fenced_ack_or_seek_changes_nothing(fx: &dyn Fixture) -> Result<()> {
+    let name = unique("c49");
+    let (owner, other) = (fx.open(&name).await?, fx.open(&name).await?);
+    if !supported(&*owner, "C49").await? {
+        return Ok(());
+    }
+    append_n(&*owner, 5).await?;
+    let consumer = unique("worker");
+    let mut holder = owner
+        .subscribe_with(
+            &consumer,
+            SeekPosition::Beginning,
+            exclusive(WhenBusy::Standby),
+        )
+        .await?;
+    expect_events(
+        &mut holder,
+        1..=5,
+        timings().deadline,
+        &format!("log {name}"),
+    )
+    .await?;
+    owner.ack(&consumer, 2).await?;
+
+    let context = format!("log {name}: through another handle");
+    expect_refused!(
+        other.ack(&consumer, 5).await,
+        EventLogError::Fenced { .. },
+        format!("{context}, ack")
+    );
+    expect_refused!(
+        other.seek(&consumer, SeekPosition::Sequence(1)).await,
+        EventLogError::Fenced { .. },
+        format!("{context}, seek")
+    );
+    expect_refused!(
+        other.subscribe(&consumer, SeekPosition::Beginning).await,
+        EventLogError::Fenced { .. },
+        format!("{context}, subscribe from the beginning")
+    );
+    let state = owner.consumer_state(&consumer).await?;
+    ensure!(
+        state.last_acknowledged == Some(2),
+        "{context}: refused moves changed the position to {:?}, expected 2",
+        state.last_acknowledged
+    );
+    owner.ack(&consumer, 4).await?;
+    let state = other.consumer_state(&consumer).await?;
+    ensure!(
+        state.last_acknowledged == Some(4),
+        "log {name}: the holder's own ack left the position at {:?}, expected 4",
+        state.last_acknowledged
+    );
+    drop(holder);
+    Ok(())
+}
+
+/// C50 A rolling deploy loses nothing: the old reader holds events 480 to
+/// 499 unacknowledged (it acked 479), the new one waits as a standby and
+/// its ack of 500 is fenced, the old one is dropped, and the new one gets
+/// 480 onwards.
+pub async fn c50_a_rolling_deploy_loses_nothing(fx: &dyn Fixture) -> Result<()> {
+    let name = unique("c50");
+    let (old, new) = (fx.open(&name).await?, fx.open(&name).await?);
+    if !supported(&*old, "C50").await? {
+        return Ok(());
+    }
+    let batch: Vec<_> = (0..500).map(crate::support::event).collect();
+    old.append_batch(batch).await?;
+    let consumer = unique("service");
+    let deadline = timings().deadline;
+    let mut old_reader = old
+        .subscribe_with(
+            &consumer,
+            SeekPosition::Beginning,
+            exclusive(WhenBusy::Standby),
+        )
+        .await?;
+    expect_events(
+        &mut old_reader,
+        1..=499,
+        deadline,
+        &format!("log {name}: old"),
+    )
+    .await?;
+    old.ack(&consumer, 479).await?;
+
+    let mut new_reader = new
+        .subscribe_with(
+            &consumer,
+            SeekPosition::LastAcknowledged,
+            exclusive(WhenBusy::Standby),
+        )
+        .await?;
+    expect_quiet(&mut new_reader, &format!("log {name}: new")).await?;
+    expect_refused!(
+        new.ack(&consumer, 500).await,
+        EventLogError::Fenced { .. },
+        format!("log {name}: the new process acks 500 while the old one holds 480-499")
+    );
+    drop(old_reader);
+    expect_events(
+        &mut new_reader,
+        480..=500,
+        takeover(),
+        &format!("log {name}: new, after the old reader was dropped"),
+    )
+    .await
+}

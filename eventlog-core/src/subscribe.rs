@@ -1,0 +1,76 @@
+//! How a subscription shares its consumer: options of
+//! [`subscribe_with`](crate::EventLog::subscribe_with).
+
+use std::time::Duration;
+
+/// How long a holder that stopped renewing (its process died or froze)
+/// keeps an exclusive consumer before a standby may take over.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+
+/// What an exclusive subscription does when another reader holds its
+/// consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenBusy {
+    /// Wait as a standby, delivering nothing, and take over once the
+    /// holder's subscription is dropped (at once) or its lease runs out
+    /// (within the lease), from the consumer's acknowledged position.
+    #[default]
+    Standby,
+    /// Fail at once with [`ConsumerBusy`](crate::EventLogError::ConsumerBusy).
+    Refuse,
+}
+
+/// Options of [`subscribe_with`](crate::EventLog::subscribe_with).
+///
+/// ```
+/// use eventlog_core::{SubscribeOptions, WhenBusy};
+/// use std::time::Duration;
+/// let options = SubscribeOptions::exclusive(WhenBusy::Standby)
+///     .with_lease(Duration::from_secs(10));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// `Some`: the subscription holds its consumer alone, and acks and
+    /// seeks of the consumer through other handles are refused while it
+    /// does (fencing). `None` (the default): readers of one consumer are
+    /// not coordinated.
+    pub exclusive: Option<WhenBusy>,
+    /// How long the subscription holds its consumer without renewing;
+    /// it renews every third of it (default [`DEFAULT_LEASE`]).
+    pub lease: Duration,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        Self {
+            exclusive: None,
+            lease: DEFAULT_LEASE,
+        }
+    }
+}
+
+impl SubscribeOptions {
+    /// No coordination between readers: what
+    /// [`subscribe`](crate::EventLog::subscribe) does.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An exclusive subscription that does `when_busy` while another reader
+    /// holds the consumer.
+    pub fn exclusive(when_busy: WhenBusy) -> Self {
+        Self {
+            exclusive: Some(when_busy),
+            ..Self::default()
+        }
+    }
+
+    /// The same, holding the consumer for `lease` without renewing.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+}
