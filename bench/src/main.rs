@@ -13,6 +13,7 @@
 mod raw;
 mod report;
 mod resources;
+mod takeover;
 mod target;
 mod workloads;
 

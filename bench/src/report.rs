@@ -36,6 +36,18 @@ pub(crate) struct Resources {
     pub(crate) churn_growth_kib: i64,
 }
 
+/// How long an exclusive subscription's standby took to deliver after the
+/// holder went (`takeover.rs`): median and slowest, in milliseconds.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Takeover {
+    /// The lease of the subscriptions.
+    pub(crate) lease_ms: u64,
+    /// After the holder's subscription was dropped.
+    pub(crate) after_drop_ms: (f64, f64),
+    /// After the holder's process died (its lease ran out).
+    pub(crate) after_death_ms: (f64, f64),
+}
+
 /// Everything measured on one backend.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct BackendReport {
@@ -45,6 +57,9 @@ pub(crate) struct BackendReport {
     pub(crate) latency: (Latency, Option<Latency>),
     pub(crate) peak_rss_kib: u64,
     pub(crate) resources: Resources,
+    /// `None` for a backend without exclusive subscriptions.
+    #[serde(default)]
+    pub(crate) takeover: Option<Takeover>,
 }
 
 fn ratio(figure: &Figure) -> Option<f64> {
@@ -113,6 +128,19 @@ pub(crate) fn table(reports: &[BackendReport]) -> String {
              subscribed and dropped: resident memory {:+} KiB over the second half.\n",
             r.idle, r.rss_per_idle_kib, r.threads_per_idle, r.churned, r.churn_growth_kib
         );
+        if let Some(t) = &report.takeover {
+            let _ = writeln!(
+                out,
+                "Exclusive subscriptions, lease {} ms: a standby delivered {:.0} ms (slowest \
+                 {:.0} ms) after the holder's subscription was dropped, and {:.0} ms (slowest \
+                 {:.0} ms) after the holder's process died.\n",
+                t.lease_ms,
+                t.after_drop_ms.0,
+                t.after_drop_ms.1,
+                t.after_death_ms.0,
+                t.after_death_ms.1
+            );
+        }
     }
     out
 }

@@ -185,12 +185,22 @@ pub(crate) async fn run(
         None => own_log(None, true).await?,
     };
     let resources = crate::resources::measure(&*log, backend, scale).await?;
+    let takeover = if resources_only {
+        None
+    } else {
+        let url = match &broker {
+            Some(broker) => format!("{}/{}", broker.url(scheme(backend)), unique("takeover")),
+            None => format!("memory://{}", unique("takeover")),
+        };
+        crate::takeover::measure(&url).await?
+    };
     Ok(BackendReport {
         backend: format!("{backend:?}").to_lowercase(),
         figures,
         latency,
         peak_rss_kib: peak_rss_kib(),
         resources,
+        takeover,
     })
 }
 

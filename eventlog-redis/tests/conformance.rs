@@ -344,3 +344,78 @@ async fn acks_and_seeks_over_many_pending_entries_land_exactly() -> Result<()> {
     Ok(())
 }
 conformance::contract_tests!(Redis::shared().await?);
+
+/// An exclusive subscription's lease is a key that expires on the server:
+/// a holder whose process died (its key left behind, never renewed nor
+/// released) is taken over by a standby once the key expires, from the
+/// consumer's acknowledgement; and a holder that finds its key taken by
+/// another token ends with `Fenced`, its acks refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_expire_on_the_server_and_a_taken_lease_fences_its_holder() -> Result<()> {
+    use conformance::support::{append_n, unique};
+    use eventlog_core::{EventLogError, SeekPosition, SubscribeOptions, WhenBusy};
+    use futures::StreamExt;
+    let fx = Redis::shared().await?;
+    let name = unique("lease");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 3).await?;
+    let c = unique("worker");
+    let lease_key = format!("{PREFIX}{name}:lease:{c}");
+    let mut conn = raw(&fx.url).await?;
+    let options = SubscribeOptions::exclusive(WhenBusy::Standby).with_lease(Duration::from_secs(1));
+
+    // A dead holder's lease, with 1.5 s left.
+    let _: () = redis::cmd("SET")
+        .arg(&lease_key)
+        .arg("a-dead-process")
+        .arg("PX")
+        .arg(1500)
+        .query_async(&mut conn)
+        .await?;
+    let asked = tokio::time::Instant::now();
+    let mut standby = log
+        .subscribe_with(&c, SeekPosition::Beginning, options)
+        .await?;
+    let first = tokio::time::timeout(Duration::from_secs(15), standby.next()).await?;
+    let took = asked.elapsed();
+    anyhow::ensure!(
+        matches!(&first, Some(Ok(event)) if event.seq_no == Some(1)),
+        "log {name}: the standby's first item after the dead lease expired: {first:?}"
+    );
+    anyhow::ensure!(
+        took >= Duration::from_millis(1000),
+        "log {name}: the standby took over after {took:?}, before the dead holder's lease ran out"
+    );
+
+    // Another token takes the key over: the next renewal finds it.
+    let _: () = redis::cmd("SET")
+        .arg(&lease_key)
+        .arg("another-process")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await?;
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match standby.next().await {
+                Some(Ok(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await?;
+    anyhow::ensure!(
+        matches!(ended, Some(Err(EventLogError::Fenced { .. }))),
+        "log {name}: a holder whose lease was taken over yielded {ended:?}"
+    );
+    let ack = log.ack(&c, 1).await;
+    anyhow::ensure!(
+        matches!(
+            ack.as_ref()
+                .map_err(|err| err.downcast_ref::<EventLogError>()),
+            Err(Some(EventLogError::Fenced { .. }))
+        ),
+        "log {name}: an ack of the fenced holder gave {ack:?}"
+    );
+    Ok(())
+}

@@ -108,7 +108,7 @@ impl<D: Driver> DriverLog<D> {
         position: SeekPosition,
         lease: Duration,
     ) -> Result<Held<D>, EventLogError> {
-        let mut backoff = Backoff::new(Duration::from_millis(50), STANDBY_POLL.min(lease / 4));
+        let mut backoff = Backoff::new(Duration::from_millis(10), STANDBY_POLL.min(lease / 4));
         loop {
             let attempt = async {
                 let Some(claim) = self.claim(&consumer, lease).await? else {
