@@ -4,7 +4,7 @@
 
 use crate::Fixture;
 use crate::expect_refused;
-use crate::support::{append_n, unique};
+use crate::support::unique;
 use crate::timings;
 use anyhow::{Context, Result, bail, ensure};
 use eventlog_core::{
@@ -12,6 +12,7 @@ use eventlog_core::{
     SubscribeOptions, WhenBusy,
 };
 use futures::StreamExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The lease of the clauses' subscriptions: short, so a takeover the
@@ -40,6 +41,47 @@ async fn supported(log: &dyn EventLog, clause: &str) -> Result<bool> {
         format!("{clause}: an exclusive subscribe on a backend without them")
     );
     Ok(false)
+}
+
+/// Two handles on a new log, as two processes would open it.
+struct Pair {
+    name: String,
+    first: Arc<dyn EventLog>,
+    second: Arc<dyn EventLog>,
+    consumer: String,
+}
+
+impl Pair {
+    /// A new log holding `events` events, two handles on it and a consumer
+    /// no one used; `None` where the backend lacks exclusive subscriptions
+    /// (its refusal checked).
+    async fn open(fx: &dyn Fixture, clause: &str, events: usize) -> Result<Option<Self>> {
+        let name = unique(&clause.to_lowercase());
+        let (first, second) = (fx.open(&name).await?, fx.open(&name).await?);
+        if !supported(&*first, clause).await? {
+            return Ok(None);
+        }
+        first
+            .append_batch((0..events).map(crate::support::event).collect())
+            .await?;
+        Ok(Some(Self {
+            name,
+            first,
+            second,
+            consumer: unique("worker"),
+        }))
+    }
+
+    /// An exclusive subscription of the consumer through `log`, from the
+    /// beginning.
+    async fn hold(&self, log: &dyn EventLog, when_busy: WhenBusy) -> Result<CheckedEventStream> {
+        log.subscribe_with(
+            &self.consumer,
+            SeekPosition::Beginning,
+            exclusive(when_busy),
+        )
+        .await
+    }
 }
 
 /// The next event of a checked stream within `within`; a report is an error.
@@ -92,69 +134,48 @@ fn takeover() -> Duration {
 /// subscription is dropped it takes over within a bounded time and goes on
 /// from the first one's acknowledgement, with no gap.
 pub async fn c47_a_standby_takes_over_where_the_holder_acked(fx: &dyn Fixture) -> Result<()> {
-    let name = unique("c47");
-    let (old, new) = (fx.open(&name).await?, fx.open(&name).await?);
-    if !supported(&*old, "C47").await? {
+    let Some(pair) = Pair::open(fx, "C47", 10).await? else {
         return Ok(());
-    }
-    append_n(&*old, 10).await?;
-    let consumer = unique("worker");
-    let mut holder = old
-        .subscribe_with(
-            &consumer,
-            SeekPosition::Beginning,
-            exclusive(WhenBusy::Standby),
-        )
-        .await?;
+    };
+    let (name, consumer) = (&pair.name, &pair.consumer);
+    let mut holder = pair.hold(&*pair.first, WhenBusy::Standby).await?;
     let deadline = timings().deadline;
     expect_events(&mut holder, 1..=5, deadline, &format!("log {name}: holder")).await?;
-    old.ack(&consumer, 3).await?;
+    pair.first.ack(consumer, 3).await?;
 
-    let mut standby = new
+    let mut standby = pair
+        .second
         .subscribe_with(
-            &consumer,
+            consumer,
             SeekPosition::LastAcknowledged,
             exclusive(WhenBusy::Standby),
         )
         .await?;
     expect_quiet(&mut standby, &format!("log {name}")).await?;
     drop(holder);
-    expect_events(
-        &mut standby,
-        4..=10,
-        takeover(),
-        &format!("log {name}: standby after the holder was dropped"),
-    )
-    .await
+    let context = format!("log {name}: standby after the holder was dropped");
+    expect_events(&mut standby, 4..=10, takeover(), &context).await
 }
 
 /// C48 An exclusive subscribe that asks to be refused while the consumer is
 /// busy fails at once with `ConsumerBusy`, and succeeds once the holder's
 /// subscription is dropped.
 pub async fn c48_the_refusing_mode_fails_at_once(fx: &dyn Fixture) -> Result<()> {
-    let name = unique("c48");
-    let (first, second) = (fx.open(&name).await?, fx.open(&name).await?);
-    if !supported(&*first, "C48").await? {
+    let Some(pair) = Pair::open(fx, "C48", 3).await? else {
         return Ok(());
-    }
-    append_n(&*first, 3).await?;
-    let consumer = unique("worker");
-    let holder = first
-        .subscribe_with(
-            &consumer,
-            SeekPosition::Beginning,
+    };
+    let (name, consumer) = (&pair.name, &pair.consumer);
+    let holder = pair.hold(&*pair.first, WhenBusy::Refuse).await?;
+    let refusing = || {
+        pair.second.subscribe_with(
+            consumer,
+            SeekPosition::LastAcknowledged,
             exclusive(WhenBusy::Refuse),
         )
-        .await?;
+    };
     let asked = tokio::time::Instant::now();
     expect_refused!(
-        second
-            .subscribe_with(
-                &consumer,
-                SeekPosition::LastAcknowledged,
-                exclusive(WhenBusy::Refuse)
-            )
-            .await,
+        refusing().await,
         EventLogError::ConsumerBusy { .. },
         format!("log {name}: a refusing subscribe on a busy consumer")
     );
@@ -167,14 +188,7 @@ pub async fn c48_the_refusing_mode_fails_at_once(fx: &dyn Fixture) -> Result<()>
     // The release follows the drop: poll until it has landed.
     let until = tokio::time::Instant::now() + takeover();
     let mut taken = loop {
-        let busy = match second
-            .subscribe_with(
-                &consumer,
-                SeekPosition::LastAcknowledged,
-                exclusive(WhenBusy::Refuse),
-            )
-            .await
-        {
+        let busy = match refusing().await {
             Ok(stream) => break stream,
             Err(err) => err,
         };
@@ -189,33 +203,20 @@ pub async fn c48_the_refusing_mode_fails_at_once(fx: &dyn Fixture) -> Result<()>
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    expect_events(
-        &mut taken,
-        1..=3,
-        timings().deadline,
-        &format!("log {name}: after"),
-    )
-    .await
+    let context = format!("log {name}: after the holder was dropped");
+    expect_events(&mut taken, 1..=3, timings().deadline, &context).await
 }
 
 /// C49 While an exclusive subscription holds a consumer, an `ack` or `seek`
 /// of it through another handle, and a plain subscribe that would move it,
 /// fail with `Fenced` and change nothing; the holder's own handle acks.
 pub async fn c49_a_fenced_ack_or_seek_changes_nothing(fx: &dyn Fixture) -> Result<()> {
-    let name = unique("c49");
-    let (owner, other) = (fx.open(&name).await?, fx.open(&name).await?);
-    if !supported(&*owner, "C49").await? {
+    let Some(pair) = Pair::open(fx, "C49", 5).await? else {
         return Ok(());
-    }
-    append_n(&*owner, 5).await?;
-    let consumer = unique("worker");
-    let mut holder = owner
-        .subscribe_with(
-            &consumer,
-            SeekPosition::Beginning,
-            exclusive(WhenBusy::Standby),
-        )
-        .await?;
+    };
+    let (name, consumer) = (&pair.name, &pair.consumer);
+    let (owner, other) = (&pair.first, &pair.second);
+    let mut holder = pair.hold(&**owner, WhenBusy::Standby).await?;
     expect_events(
         &mut holder,
         1..=5,
@@ -223,32 +224,32 @@ pub async fn c49_a_fenced_ack_or_seek_changes_nothing(fx: &dyn Fixture) -> Resul
         &format!("log {name}"),
     )
     .await?;
-    owner.ack(&consumer, 2).await?;
+    owner.ack(consumer, 2).await?;
 
     let context = format!("log {name}: through another handle");
     expect_refused!(
-        other.ack(&consumer, 5).await,
+        other.ack(consumer, 5).await,
         EventLogError::Fenced { .. },
         format!("{context}, ack")
     );
     expect_refused!(
-        other.seek(&consumer, SeekPosition::Sequence(1)).await,
+        other.seek(consumer, SeekPosition::Sequence(1)).await,
         EventLogError::Fenced { .. },
         format!("{context}, seek")
     );
     expect_refused!(
-        other.subscribe(&consumer, SeekPosition::Beginning).await,
+        other.subscribe(consumer, SeekPosition::Beginning).await,
         EventLogError::Fenced { .. },
         format!("{context}, subscribe from the beginning")
     );
-    let state = owner.consumer_state(&consumer).await?;
+    let state = owner.consumer_state(consumer).await?;
     ensure!(
         state.last_acknowledged == Some(2),
         "{context}: refused moves changed the position to {:?}, expected 2",
         state.last_acknowledged
     );
-    owner.ack(&consumer, 4).await?;
-    let state = other.consumer_state(&consumer).await?;
+    owner.ack(consumer, 4).await?;
+    let state = other.consumer_state(consumer).await?;
     ensure!(
         state.last_acknowledged == Some(4),
         "log {name}: the holder's own ack left the position at {:?}, expected 4",
@@ -263,22 +264,13 @@ pub async fn c49_a_fenced_ack_or_seek_changes_nothing(fx: &dyn Fixture) -> Resul
 /// its ack of 500 is fenced, the old one is dropped, and the new one gets
 /// 480 onwards.
 pub async fn c50_a_rolling_deploy_loses_nothing(fx: &dyn Fixture) -> Result<()> {
-    let name = unique("c50");
-    let (old, new) = (fx.open(&name).await?, fx.open(&name).await?);
-    if !supported(&*old, "C50").await? {
+    let Some(pair) = Pair::open(fx, "C50", 500).await? else {
         return Ok(());
-    }
-    let batch: Vec<_> = (0..500).map(crate::support::event).collect();
-    old.append_batch(batch).await?;
-    let consumer = unique("service");
+    };
+    let (name, consumer) = (&pair.name, &pair.consumer);
+    let (old, new) = (&pair.first, &pair.second);
+    let mut old_reader = pair.hold(&**old, WhenBusy::Standby).await?;
     let deadline = timings().deadline;
-    let mut old_reader = old
-        .subscribe_with(
-            &consumer,
-            SeekPosition::Beginning,
-            exclusive(WhenBusy::Standby),
-        )
-        .await?;
     expect_events(
         &mut old_reader,
         1..=499,
@@ -286,27 +278,22 @@ pub async fn c50_a_rolling_deploy_loses_nothing(fx: &dyn Fixture) -> Result<()> 
         &format!("log {name}: old"),
     )
     .await?;
-    old.ack(&consumer, 479).await?;
+    old.ack(consumer, 479).await?;
 
     let mut new_reader = new
         .subscribe_with(
-            &consumer,
+            consumer,
             SeekPosition::LastAcknowledged,
             exclusive(WhenBusy::Standby),
         )
         .await?;
     expect_quiet(&mut new_reader, &format!("log {name}: new")).await?;
     expect_refused!(
-        new.ack(&consumer, 500).await,
+        new.ack(consumer, 500).await,
         EventLogError::Fenced { .. },
         format!("log {name}: the new process acks 500 while the old one holds 480-499")
     );
     drop(old_reader);
-    expect_events(
-        &mut new_reader,
-        480..=500,
-        takeover(),
-        &format!("log {name}: new, after the old reader was dropped"),
-    )
-    .await
+    let context = format!("log {name}: new, after the old reader was dropped");
+    expect_events(&mut new_reader, 480..=500, takeover(), &context).await
 }
