@@ -37,6 +37,7 @@
 
 mod connect;
 mod copy;
+pub mod process;
 
 pub use connect::{BACKENDS, Backend, CREDENTIAL_VARIABLES, connect, connect_with_env};
 pub use copy::{CopyReport, copy};

@@ -240,6 +240,17 @@ async fn cli_and_examples(url: String) -> Result<()> {
         projection.contains("applied 30 events exactly once"),
         "projection printed:\n{projection}"
     );
+    expect_worker(&format!("{url}-worker")).await
+}
+
+/// The worker example ships every order but the poisoned one, which it
+/// parks in the dead-letter log.
+async fn expect_worker(url: &str) -> Result<()> {
+    let worker = run_example("worker", url).await?;
+    ensure!(
+        worker.contains("shipped 39 orders; parked order") && worker.contains("payment refused"),
+        "worker printed:\n{worker}"
+    );
     Ok(())
 }
 
@@ -270,7 +281,7 @@ async fn examples_on_memory() -> Result<()> {
         projection.contains("applied 30 events exactly once"),
         "projection printed:\n{projection}"
     );
-    Ok(())
+    expect_worker("memory://orders-worker").await
 }
 
 /// Memory to Redis in process (a memory log lives in one process), then

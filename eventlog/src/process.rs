@@ -1,0 +1,284 @@
+//! Work inside one process: a handler run over a subscription with bounded
+//! concurrency, in order per key, acknowledged only as far as everything is
+//! finished, with retries and a parking place for what keeps failing.
+
+use eventlog_core::driver::Backoff;
+use eventlog_core::{EventEnvelope, EventLog, SeekPosition, SeqNo};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The extension a parked event carries: its sequence number in the log it
+/// came from.
+pub const PARKED_SEQ_NO: &str = "deadletterseqno";
+/// The extension a parked event carries: the handler's last error (at most
+/// [`MAX_PARKED_ERROR`] bytes of it).
+pub const PARKED_ERROR: &str = "deadlettererror";
+/// How much of the handler's error a parked event keeps.
+pub const MAX_PARKED_ERROR: usize = 1024;
+
+/// The key whose events are handled one at a time, in log order: the
+/// CloudEvents `partitionkey` extension, else the `subject`, else the `id`.
+pub fn partition_key(event: &EventEnvelope) -> &str {
+    event
+        .extensions
+        .get("partitionkey")
+        .map(String::as_str)
+        .or(event.subject.as_deref())
+        .unwrap_or(&event.id)
+}
+
+/// Runs a handler over the events of one consumer. Build it with
+/// [`Processor::new`], then [`run`](Processor::run) it.
+///
+/// * Up to `concurrency` events are in hand at once (running or waiting
+///   behind an earlier event of their key). Events of one
+///   [`partition_key`] are handled one at a time, in log order.
+/// * The consumer is acknowledged up to the highest number below which
+///   every event is finished, never past an event still in hand, so a
+///   crash redelivers only what was not finished (and, at least once, what
+///   finished after the first unfinished one).
+/// * A failing handler is retried `attempts` times in all, with backoff.
+///   After the last attempt the event is appended to the dead-letter log,
+///   if one is set ([`with_dead_letter`](Processor::with_dead_letter),
+///   `<log>-dead` by convention), with [`PARKED_SEQ_NO`] and
+///   [`PARKED_ERROR`], and counts as finished; without one, `run` stops
+///   with the error and the event comes again on the next run.
+#[derive(Clone)]
+pub struct Processor {
+    consumer: String,
+    concurrency: usize,
+    attempts: u32,
+    backoff: (Duration, Duration),
+    dead_letter: Option<Arc<dyn EventLog>>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("consumer", &self.consumer)
+            .field("concurrency", &self.concurrency)
+            .field("attempts", &self.attempts)
+            .field("backoff", &self.backoff)
+            .field("dead_letter", &self.dead_letter.is_some())
+            .finish()
+    }
+}
+
+/// What a [`Processor::run`] did before its subscription ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Processed {
+    /// Events the handler finished.
+    pub handled: u64,
+    /// Events parked in the dead-letter log.
+    pub parked: u64,
+}
+
+/// What one event's attempts came to.
+enum Outcome {
+    Handled,
+    Failed(String),
+}
+
+type Task<'a> = Pin<Box<dyn Future<Output = (EventEnvelope, Outcome)> + Send + 'a>>;
+
+impl Processor {
+    /// A processor of `consumer`: 16 events in hand at most, 3 attempts
+    /// with a backoff of 100 ms doubling up to 5 s, no dead-letter log.
+    pub fn new(consumer: impl Into<String>) -> Self {
+        Self {
+            consumer: consumer.into(),
+            concurrency: 16,
+            attempts: 3,
+            backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            dead_letter: None,
+        }
+    }
+
+    /// At most `concurrency` events in hand at once (at least 1).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// `attempts` tries of each event in all (at least 1).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Waits `first` after the first failure, doubling up to `max`.
+    pub fn with_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff = (first, max);
+        self
+    }
+
+    /// Parks an event that failed every attempt in `log`.
+    pub fn with_dead_letter(mut self, log: Arc<dyn EventLog>) -> Self {
+        self.dead_letter = Some(log);
+        self
+    }
+
+    /// Subscribes the consumer to `log` from its last acknowledgement and
+    /// handles its events until the subscription ends (`Ok`), the log
+    /// reports something it cannot go on from, or an event fails without a
+    /// dead-letter log (`Err`). Dropping the future stops it; what was in
+    /// hand comes again on the next run.
+    pub async fn run<H, F, E>(&self, log: &dyn EventLog, handler: H) -> crate::Result<Processed>
+    where
+        H: Fn(EventEnvelope) -> F + Sync,
+        F: Future<Output = Result<(), E>> + Send,
+        E: Display,
+    {
+        let mut events = log
+            .subscribe_checked(&self.consumer, SeekPosition::LastAcknowledged)
+            .await?;
+        let mut tasks: FuturesUnordered<Task<'_>> = FuturesUnordered::new();
+        // Events waiting behind a running one of their key; a key is here
+        // while one of its events runs.
+        let mut keys: HashMap<String, VecDeque<EventEnvelope>> = HashMap::new();
+        let mut in_hand = 0;
+        let mut finished = Watermark::default();
+        let mut processed = Processed::default();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                Some((event, outcome)) = tasks.next(), if !tasks.is_empty() => {
+                    in_hand -= 1;
+                    match outcome {
+                        Outcome::Handled => processed.handled += 1,
+                        Outcome::Failed(error) => {
+                            self.park(&event, error).await?;
+                            processed.parked += 1;
+                        }
+                    }
+                    let key = partition_key(&event);
+                    match keys.get_mut(key).and_then(VecDeque::pop_front) {
+                        Some(next) => tasks.push(self.attempt(&handler, next)),
+                        None => {
+                            keys.remove(key);
+                        }
+                    }
+                    if let Some(acked) = finished.finish(event.seq()) {
+                        log.ack(&self.consumer, acked).await?;
+                    }
+                }
+                item = events.next(), if open && in_hand < self.concurrency => match item {
+                    Some(Ok(event)) => {
+                        in_hand += 1;
+                        finished.hand(event.seq());
+                        match keys.get_mut(partition_key(&event)) {
+                            Some(waiting) => waiting.push_back(event),
+                            None => {
+                                keys.insert(partition_key(&event).to_owned(), VecDeque::new());
+                                tasks.push(self.attempt(&handler, event));
+                            }
+                        }
+                    }
+                    Some(Err(report)) if report.is_retryable() => {
+                        tracing::warn!(%report, consumer = %self.consumer, "processing");
+                    }
+                    Some(Err(report)) => return Err(report.into()),
+                    None => open = false,
+                },
+                else => return Ok(processed),
+            }
+        }
+    }
+
+    /// The attempts at `event`, with backoff between them.
+    fn attempt<'a, H, F, E>(&self, handler: &'a H, event: EventEnvelope) -> Task<'a>
+    where
+        H: Fn(EventEnvelope) -> F + Sync,
+        F: Future<Output = Result<(), E>> + Send,
+        E: Display,
+    {
+        let (attempts, (first, max)) = (self.attempts, self.backoff);
+        Box::pin(async move {
+            let mut backoff = Backoff::new(first, max);
+            let mut tried = 0;
+            loop {
+                tried += 1;
+                // The error as text at once: `E` need not be `Send`.
+                let error = match handler(event.clone()).await {
+                    Ok(()) => return (event, Outcome::Handled),
+                    Err(err) => err.to_string(),
+                };
+                if tried >= attempts {
+                    return (event, Outcome::Failed(error));
+                }
+                tracing::debug!(seq_no = event.seq(), attempt = tried, %error, "retrying");
+                backoff.wait().await;
+            }
+        })
+    }
+
+    /// Appends `event` to the dead-letter log, or fails without one.
+    async fn park(&self, event: &EventEnvelope, error: String) -> crate::Result<()> {
+        let Some(dead) = &self.dead_letter else {
+            return Err(anyhow::anyhow!(
+                "consumer `{}`: event {} failed {} attempts and there is no dead-letter log: {error}",
+                self.consumer,
+                event.seq(),
+                self.attempts
+            ));
+        };
+        let mut parked = event.clone();
+        let mut error = error;
+        if error.len() > MAX_PARKED_ERROR {
+            let mut cut = MAX_PARKED_ERROR;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.truncate(cut);
+        }
+        parked
+            .extensions
+            .insert(PARKED_SEQ_NO.to_owned(), event.seq().to_string());
+        parked.extensions.insert(PARKED_ERROR.to_owned(), error);
+        match dead.append(parked).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(err.context(format!(
+                "parking event {} of consumer `{}`",
+                event.seq(),
+                self.consumer
+            ))),
+        }
+    }
+}
+
+/// The events in hand, and how far everything is finished.
+#[derive(Default)]
+struct Watermark {
+    in_hand: BTreeSet<SeqNo>,
+    /// The highest number handed in so far.
+    highest: SeqNo,
+}
+
+impl Watermark {
+    fn hand(&mut self, seq_no: SeqNo) {
+        self.in_hand.insert(seq_no);
+        self.highest = self.highest.max(seq_no);
+    }
+
+    /// Marks `seq_no` finished; the new acknowledgement, if it moved: the
+    /// number before the oldest event still in hand, or the highest handed
+    /// in when none is.
+    fn finish(&mut self, seq_no: SeqNo) -> Option<SeqNo> {
+        let oldest = *self.in_hand.first()?;
+        self.in_hand.remove(&seq_no);
+        if seq_no != oldest {
+            return None;
+        }
+        Some(match self.in_hand.first() {
+            Some(&next) => next - 1,
+            None => self.highest,
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! The processing helper on the in-memory log: bounded concurrency, order
+//! per key, acknowledgements that never pass unfinished work, retries and
+//! the dead-letter log.
+
+use eventlog::memory::InMemoryEventLog;
+use eventlog::process::{PARKED_ERROR, PARKED_SEQ_NO, Processor, partition_key};
+use eventlog::{EventEnvelope, EventLog, SeekPosition, SeqNo};
+use futures::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `n` events over `keys` subjects.
+async fn log_with(n: usize, keys: usize) -> anyhow::Result<InMemoryEventLog> {
+    let log = InMemoryEventLog::new();
+    let events = (0..n)
+        .map(|i| {
+            EventEnvelope::new("/test", "work", format!("{i}").into_bytes())
+                .with_subject(format!("key-{}", i % keys))
+        })
+        .collect();
+    log.append_batch(events).await?;
+    Ok(log)
+}
+
+/// Waits until `consumer` has acknowledged `n`.
+async fn acked(log: &dyn EventLog, consumer: &str, n: SeqNo) -> anyhow::Result<()> {
+    testkit::wait::poll_until(
+        "the processor's acknowledgement",
+        DEADLINE,
+        || async { Ok(log.consumer_state(consumer).await?.last_acknowledged) },
+        |acked| *acked == Some(n),
+    )
+    .await
+    .map(drop)
+}
+
+/// What the handler saw, across runs.
+#[derive(Default)]
+struct Seen {
+    finished: Mutex<HashSet<SeqNo>>,
+    /// Per run, per key: the events in the order their handling started.
+    started: Mutex<Vec<HashMap<String, Vec<SeqNo>>>>,
+    busy_keys: Mutex<HashSet<String>>,
+    running: AtomicUsize,
+    most_running: AtomicUsize,
+}
+
+impl Seen {
+    async fn handle(&self, event: EventEnvelope) -> Result<(), String> {
+        let key = partition_key(&event).to_owned();
+        assert!(
+            self.busy_keys.lock().unwrap().insert(key.clone()),
+            "two events of {key} in hand at once"
+        );
+        self.started
+            .lock()
+            .unwrap()
+            .last_mut()
+            .expect("a run")
+            .entry(key.clone())
+            .or_default()
+            .push(event.seq());
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(running, Ordering::SeqCst);
+        // Work of uneven length, so handlers finish out of order.
+        let work = (event.seq() * 7919) % 5;
+        tokio::time::sleep(Duration::from_millis(work)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.busy_keys.lock().unwrap().remove(&key);
+        self.finished.lock().unwrap().insert(event.seq());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_redelivers_only_what_was_not_finished() -> anyhow::Result<()> {
+    const EVENTS: usize = 3000;
+    let log = log_with(EVENTS, 50).await?;
+    let processor = Processor::new("worker").with_concurrency(16);
+    let seen = Seen::default();
+
+    // The first run is dropped mid-way, as a crash would stop it.
+    seen.started.lock().unwrap().push(HashMap::new());
+    let crashed = tokio::time::timeout(
+        Duration::from_millis(300),
+        processor.run(&log, |event| seen.handle(event)),
+    )
+    .await;
+    assert!(
+        crashed.is_err(),
+        "the first run ended by itself: {crashed:?}"
+    );
+    // The handlers of the dropped run were dropped with it.
+    seen.busy_keys.lock().unwrap().clear();
+    seen.running.store(0, Ordering::SeqCst);
+    let at_crash = log
+        .consumer_state("worker")
+        .await?
+        .last_acknowledged
+        .unwrap_or(0);
+    let finished = seen.finished.lock().unwrap().clone();
+    assert!(at_crash > 0, "nothing was acknowledged before the crash");
+    let unfinished: Vec<SeqNo> = (1..=at_crash).filter(|n| !finished.contains(n)).collect();
+    assert!(
+        unfinished.is_empty(),
+        "acknowledged up to {at_crash} with {unfinished:?} not finished"
+    );
+
+    seen.started.lock().unwrap().push(HashMap::new());
+    tokio::select! {
+        ended = processor.run(&log, |event| seen.handle(event)) => {
+            panic!("the processor ended on a live log: {ended:?}")
+        }
+        done = acked(&log, "worker", EVENTS as SeqNo) => done?,
+    }
+
+    let finished = seen.finished.lock().unwrap();
+    let missing: Vec<SeqNo> = (1..=EVENTS as SeqNo)
+        .filter(|n| !finished.contains(n))
+        .collect();
+    assert!(missing.is_empty(), "never handled: {missing:?}");
+    for (run, keys) in seen.started.lock().unwrap().iter().enumerate() {
+        for (key, order) in keys {
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "run {run}: {key} handled out of order: {order:?}"
+            );
+        }
+    }
+    let most = seen.most_running.load(Ordering::SeqCst);
+    assert!(most <= 16, "{most} handlers ran at once, more than 16");
+    assert!(most > 1, "the handlers never ran concurrently");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_always_fails_is_parked_and_the_rest_flow() -> anyhow::Result<()> {
+    let log = log_with(20, 20).await?;
+    let dead = Arc::new(InMemoryEventLog::new());
+    let processor = Processor::new("worker")
+        .with_attempts(3)
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .with_dead_letter(dead.clone());
+    let attempts_at_5 = AtomicUsize::new(0);
+    let handler = |event: EventEnvelope| {
+        let fails = event.seq() == 5;
+        if fails {
+            attempts_at_5.fetch_add(1, Ordering::SeqCst);
+        }
+        async move {
+            if fails {
+                Err("the payment service refused it")
+            } else {
+                Ok(())
+            }
+        }
+    };
+    tokio::select! {
+        ended = processor.run(&log, handler) => panic!("the processor ended: {ended:?}"),
+        done = acked(&log, "worker", 20) => done?,
+    }
+    assert_eq!(attempts_at_5.load(Ordering::SeqCst), 3);
+    let mut parked = dead.subscribe("audit", SeekPosition::Beginning).await?;
+    let event = tokio::time::timeout(DEADLINE, parked.next())
+        .await?
+        .expect("a parked event");
+    assert_eq!(event.extensions[PARKED_SEQ_NO], "5");
+    assert_eq!(
+        event.extensions[PARKED_ERROR],
+        "the payment service refused it"
+    );
+    assert_eq!(dead.try_last_seq_no().await?, Some(1), "parked once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_dead_letter_log_a_failure_stops_the_run_before_the_event() -> anyhow::Result<()>
+{
+    let log = log_with(10, 10).await?;
+    let processor = Processor::new("worker")
+        .with_attempts(2)
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(1));
+    let handler = |event: EventEnvelope| async move {
+        if event.seq() == 4 {
+            Err("broken")
+        } else {
+            Ok(())
+        }
+    };
+    let ended = tokio::time::timeout(DEADLINE, processor.run(&log, handler)).await?;
+    let err = ended.expect_err("the run stops on the failure");
+    assert!(err.to_string().contains("event 4"), "{err:#}");
+    let acked = log.consumer_state("worker").await?.last_acknowledged;
+    assert!(
+        acked.unwrap_or(0) < 4,
+        "acknowledged {acked:?}, past the failed event 4"
+    );
+    Ok(())
+}
