@@ -3,7 +3,9 @@
 //! finished, with retries and a parking place for what keeps failing.
 
 use eventlog_core::driver::Backoff;
-use eventlog_core::{EventEnvelope, EventLog, SeekPosition, SeqNo};
+use eventlog_core::{
+    EventEnvelope, EventLog, EventLogError, SeekPosition, SeqNo, SubscribeOptions, WhenBusy,
+};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -43,6 +45,11 @@ pub fn partition_key(event: &EventEnvelope) -> &str {
 ///   every event is finished, never past an event still in hand, so a
 ///   crash redelivers only what was not finished (and, at least once, what
 ///   finished after the first unfinished one).
+/// * Where the backend has exclusive subscriptions, the processor holds its
+///   consumer alone: a second processor of it (a rolling deploy) waits as
+///   a standby and takes over where this one acknowledged. Elsewhere, run
+///   one processor per consumer: two would acknowledge over each other's
+///   events in hand.
 /// * A failing handler is retried `attempts` times in all, with backoff.
 ///   After the last attempt the event is appended to the dead-letter log,
 ///   if one is set ([`with_dead_letter`](Processor::with_dead_letter),
@@ -136,9 +143,17 @@ impl Processor {
         F: Future<Output = Result<(), E>> + Send,
         E: Display,
     {
-        let mut events = log
-            .subscribe_checked(&self.consumer, SeekPosition::LastAcknowledged)
-            .await?;
+        // Two processors of one consumer would ack over each other's events
+        // in hand: where the backend can, this one holds the consumer alone
+        // and a second one waits as a standby.
+        let mut events = if log.capabilities().exclusive_subscriptions {
+            let options = SubscribeOptions::exclusive(WhenBusy::Standby);
+            log.subscribe_with(&self.consumer, SeekPosition::LastAcknowledged, options)
+                .await?
+        } else {
+            log.subscribe_checked(&self.consumer, SeekPosition::LastAcknowledged)
+                .await?
+        };
         let mut tasks: FuturesUnordered<Task<'_>> = FuturesUnordered::new();
         // Events waiting behind a running one of their key; a key is here
         // while one of its events runs.
@@ -166,7 +181,15 @@ impl Processor {
                         }
                     }
                     if let Some(acked) = finished.finish(event.seq()) {
-                        log.ack(&self.consumer, acked).await?;
+                        match log.ack(&self.consumer, acked).await {
+                            Ok(()) => {}
+                            // The next ack covers this one; a crash before it
+                            // only redelivers finished events.
+                            Err(err) if EventLogError::is_retryable_anyhow(&err) => {
+                                tracing::warn!(error = %err, consumer = %self.consumer, acked, "ack failed");
+                            }
+                            Err(err) => return Err(err),
+                        }
                     }
                 }
                 item = events.next(), if open && in_hand < self.concurrency => match item {
@@ -242,13 +265,24 @@ impl Processor {
             .extensions
             .insert(PARKED_SEQ_NO.to_owned(), event.seq().to_string());
         parked.extensions.insert(PARKED_ERROR.to_owned(), error);
-        match dead.append(parked).await {
-            Ok(_) => Ok(()),
-            Err(err) => Err(err.context(format!(
-                "parking event {} of consumer `{}`",
-                event.seq(),
-                self.consumer
-            ))),
+        let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            match dead.append(parked.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(err) if tried < self.attempts && EventLogError::is_retryable_anyhow(&err) => {
+                    tracing::warn!(error = %err, seq_no = event.seq(), "parking failed; retrying");
+                    backoff.wait().await;
+                }
+                Err(err) => {
+                    return Err(err.context(format!(
+                        "parking event {} of consumer `{}`",
+                        event.seq(),
+                        self.consumer
+                    )));
+                }
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use eventlog::process::{PARKED_ERROR, PARKED_SEQ_NO, Processor, partition_key};
 use eventlog::{EventEnvelope, EventLog, SeekPosition, SeqNo};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +47,9 @@ struct Seen {
     busy_keys: Mutex<HashSet<String>>,
     running: AtomicUsize,
     most_running: AtomicUsize,
+    /// An event whose handler never finishes (0: none), so a run dropped
+    /// later is surely dropped mid-way.
+    stuck: AtomicU64,
 }
 
 impl Seen {
@@ -66,6 +69,9 @@ impl Seen {
             .push(event.seq());
         let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_running.fetch_max(running, Ordering::SeqCst);
+        if event.seq() == self.stuck.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         // Work of uneven length, so handlers finish out of order.
         let work = (event.seq() * 7919) % 5;
         tokio::time::sleep(Duration::from_millis(work)).await;
@@ -83,10 +89,12 @@ async fn a_crash_redelivers_only_what_was_not_finished() -> anyhow::Result<()> {
     let processor = Processor::new("worker").with_concurrency(16);
     let seen = Seen::default();
 
-    // The first run is dropped mid-way, as a crash would stop it.
+    // The first run is dropped mid-way, as a crash would stop it: event
+    // 2000 never finishes in it.
     seen.started.lock().unwrap().push(HashMap::new());
+    seen.stuck.store(2000, Ordering::SeqCst);
     let crashed = tokio::time::timeout(
-        Duration::from_millis(300),
+        Duration::from_millis(1500),
         processor.run(&log, |event| seen.handle(event)),
     )
     .await;
@@ -104,6 +112,11 @@ async fn a_crash_redelivers_only_what_was_not_finished() -> anyhow::Result<()> {
         .unwrap_or(0);
     let finished = seen.finished.lock().unwrap().clone();
     assert!(at_crash > 0, "nothing was acknowledged before the crash");
+    assert!(
+        at_crash < 2000,
+        "acknowledged {at_crash}, past the unfinished 2000"
+    );
+    seen.stuck.store(0, Ordering::SeqCst);
     let unfinished: Vec<SeqNo> = (1..=at_crash).filter(|n| !finished.contains(n)).collect();
     assert!(
         unfinished.is_empty(),
@@ -199,5 +212,54 @@ async fn without_a_dead_letter_log_a_failure_stops_the_run_before_the_event() ->
         acked.unwrap_or(0) < 4,
         "acknowledged {acked:?}, past the failed event 4"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_processor_waits_until_the_first_is_gone() -> anyhow::Result<()> {
+    let log = log_with(50, 50).await?;
+    let processor = Processor::new("worker");
+    let first_handled = AtomicUsize::new(0);
+    let second_handled = AtomicUsize::new(0);
+    // The first processor never finishes event 5.
+    let first = processor.run(&log, |event: EventEnvelope| {
+        first_handled.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if event.seq() == 5 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<(), String>(())
+        }
+    });
+    let second = processor.run(&log, |_: EventEnvelope| {
+        second_handled.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), String>(()) }
+    });
+    tokio::pin!(second);
+    // Both run; the second, a standby, handles nothing while the first lives.
+    let both = tokio::time::timeout(Duration::from_secs(1), async {
+        tokio::select! {
+            ended = first => panic!("the first processor ended: {ended:?}"),
+            ended = &mut second => panic!("the second processor ended: {ended:?}"),
+        }
+    })
+    .await;
+    assert!(both.is_err());
+    assert!(first_handled.load(Ordering::SeqCst) > 0);
+    assert_eq!(
+        second_handled.load(Ordering::SeqCst),
+        0,
+        "the standby handled events"
+    );
+    assert_eq!(
+        log.consumer_state("worker").await?.last_acknowledged,
+        Some(4)
+    );
+    // The first one is gone (dropped above): the second takes over from 5.
+    tokio::select! {
+        ended = &mut second => panic!("the second processor ended: {ended:?}"),
+        done = acked(&log, "worker", 50) => done?,
+    }
+    assert_eq!(second_handled.load(Ordering::SeqCst), 46, "events 5 to 50");
     Ok(())
 }

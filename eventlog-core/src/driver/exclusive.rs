@@ -15,6 +15,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The shortest lease: renewals every third of it must fit round trips.
+const MIN_LEASE: Duration = Duration::from_millis(100);
+/// The longest lease: a holder that dies keeps its consumer this long.
+const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
+
 /// The longest a standby waits between two attempts to take the consumer:
 /// the takeover time after a holder's subscription is dropped.
 const STANDBY_POLL: Duration = Duration::from_millis(250);
@@ -63,17 +68,19 @@ impl<D: Driver> DriverLog<D> {
                 feature: "exclusive subscriptions",
             });
         }
-        if lease < Duration::from_millis(100) {
+        if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
             return Err(EventLogError::InvalidConfig {
                 reason: format!(
-                    "the lease of an exclusive subscription is {lease:?}; it must be at least 100 ms"
+                    "the lease of an exclusive subscription is {lease:?}; \
+                     it must be between {MIN_LEASE:?} and {MAX_LEASE:?}"
                 ),
             });
         }
         let consumer: Arc<str> = consumer.into();
         match when_busy {
             WhenBusy::Refuse => {
-                let claim = self.claim(&consumer, lease).await?.ok_or_else(|| {
+                let token = self.shared.new_token();
+                let claim = self.claim(&consumer, &token, lease).await?.ok_or_else(|| {
                     EventLogError::ConsumerBusy {
                         consumer: consumer.to_string(),
                     }
@@ -109,20 +116,29 @@ impl<D: Driver> DriverLog<D> {
         lease: Duration,
     ) -> Result<Held<D>, EventLogError> {
         let mut backoff = Backoff::new(Duration::from_millis(10), STANDBY_POLL.min(lease / 4));
+        // One token for the attempts until one holds the lease: a lease an
+        // attempt took without hearing back (its call timed out) is then
+        // this standby's, not a stranger's it must wait out. A claim that
+        // was made and dropped releases its token, so the next one is new.
+        let mut token = self.shared.new_token();
         loop {
-            let attempt = async {
-                let Some(claim) = self.claim(&consumer, lease).await? else {
-                    return Ok(None);
-                };
-                let subscription = self.open_subscription(&consumer, position).await?;
-                Ok::<_, EventLogError>(Some(Held {
-                    subscription,
-                    claim,
-                    ended: false,
-                }))
-            };
-            match attempt.await {
-                Ok(Some(held)) => return Ok(held),
+            match self.claim(&consumer, &token, lease).await {
+                Ok(Some(claim)) => match self.open_subscription(&consumer, position).await {
+                    Ok(subscription) => {
+                        return Ok(Held {
+                            subscription,
+                            claim,
+                            ended: false,
+                        });
+                    }
+                    Err(err) => {
+                        drop(claim);
+                        token = self.shared.new_token();
+                        if !err.is_retryable() {
+                            return Err(err);
+                        }
+                    }
+                },
                 Ok(None) => {}
                 Err(err) if err.is_retryable() => {}
                 Err(err) => return Err(err),
@@ -131,30 +147,33 @@ impl<D: Driver> DriverLog<D> {
         }
     }
 
-    /// Takes the lease of `consumer` under a new token of this handle, and
-    /// starts renewing it; `None` when another holder has it.
+    /// Takes the lease of `consumer` under `token`, a token of this
+    /// handle's, and starts renewing it; `None` when another holder has it.
     async fn claim(
         &self,
         consumer: &Arc<str>,
+        token: &Arc<str>,
         lease: Duration,
     ) -> Result<Option<Claim<D>>, EventLogError> {
         let shared = &self.shared;
-        let token = shared.new_token();
+        // The lease runs from before the request, at the latest.
+        let asked = Instant::now();
         let took = self
-            .within("subscribe", shared.driver.lease(consumer, &token, lease))
+            .within("subscribe", shared.driver.lease(consumer, token, lease))
             .await?;
         if !took {
             return Ok(None);
         }
-        shared.hold(consumer, &token);
+        shared.hold(consumer, token);
         let lost = Arc::new(Lost::default());
         let renewal = tokio::spawn(renew(
             shared.clone(),
             consumer.clone(),
             token.clone(),
-            lease,
+            (asked, lease),
             lost.clone(),
         ));
+        let token = token.clone();
         Ok(Some(Claim {
             shared: shared.clone(),
             consumer: consumer.clone(),
@@ -165,22 +184,24 @@ impl<D: Driver> DriverLog<D> {
     }
 }
 
-/// Renews the lease every third of it, without ever blocking delivery;
-/// marks it lost when another holder has it, or when no renewal succeeded
-/// for a whole lease (it may have run out on the broker).
+/// Renews the lease (taken at `asked` for `lease`) every third of it,
+/// without ever blocking delivery; marks it lost when another holder has
+/// it, or the moment it may have run out on the broker with no renewal
+/// heard back (each renewal is bounded by that moment).
 async fn renew<D: Driver>(
     shared: Arc<Shared<D>>,
     consumer: Arc<str>,
     token: Arc<str>,
-    lease: Duration,
+    (asked, lease): (Instant, Duration),
     lost: Arc<Lost>,
 ) {
-    let mut held_until = Instant::now() + lease;
+    let mut held_until = asked + lease;
     loop {
-        tokio::time::sleep(lease / 3).await;
+        tokio::time::sleep_until((Instant::now() + lease / 3).min(held_until)).await;
         let asked = Instant::now();
         let renewed =
-            tokio::time::timeout(lease / 3, shared.driver.lease(&consumer, &token, lease)).await;
+            tokio::time::timeout_at(held_until, shared.driver.lease(&consumer, &token, lease))
+                .await;
         match renewed {
             Ok(Ok(true)) => held_until = asked + lease,
             Ok(Ok(false)) => break,
