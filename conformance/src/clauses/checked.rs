@@ -124,7 +124,7 @@ fn broker_of<'a>(fx: &'a dyn Fixture, clause: &str) -> Result<&'a dyn crate::Bro
 
 /// The next `n` items of `stream`, each within `Timings::deadline`, as sequence
 /// numbers for events and debug strings for errors, for messages.
-async fn checked_items(
+pub(super) async fn checked_items(
     stream: &mut eventlog_core::CheckedEventStream,
     n: usize,
     name: &str,
@@ -150,7 +150,7 @@ async fn checked_items(
 }
 
 /// Fails unless `items` are exactly the events `expected`, in order.
-fn expect_events(
+pub(super) fn expect_events(
     items: &[Result<EventEnvelope, EventLogError>],
     expected: &[SeqNo],
     what: &str,

@@ -2,14 +2,14 @@
 //! `Capabilities::exclusive_subscriptions` gets the same tests asserting
 //! its documented refusal, `Unsupported`.
 
+use super::checked::{checked_items, expect_events as checked_expect_events};
 use crate::Fixture;
 use crate::expect_refused;
-use crate::support::unique;
+use crate::support::{poll_until, unique};
 use crate::timings;
 use anyhow::{Context, Result, bail, ensure};
 use eventlog_core::{
-    CheckedEventStream, EventEnvelope, EventLog, EventLogError, SeekPosition, SeqNo,
-    SubscribeOptions, WhenBusy,
+    CheckedEventStream, EventLog, EventLogError, SeekPosition, SeqNo, SubscribeOptions, WhenBusy,
 };
 use futures::StreamExt;
 use std::sync::Arc;
@@ -84,34 +84,17 @@ impl Pair {
     }
 }
 
-/// The next event of a checked stream within `within`; a report is an error.
-async fn next_event(stream: &mut CheckedEventStream, within: Duration) -> Result<EventEnvelope> {
-    match tokio::time::timeout(within, stream.next()).await {
-        Ok(Some(Ok(event))) => Ok(event),
-        Ok(Some(Err(err))) => bail!("the subscription reported {err:?}"),
-        Ok(None) => bail!("the subscription ended"),
-        Err(_) => bail!("no event within {within:?}"),
-    }
-}
-
-/// Checks that `stream` gives exactly the events `expected`, in order.
+/// Checks that `stream` gives exactly the events `expected` next, each
+/// within the suite's deadline (a takeover included: its lease is far
+/// shorter), with the checked stream's own helpers.
 async fn expect_events(
     stream: &mut CheckedEventStream,
-    expected: impl IntoIterator<Item = SeqNo>,
-    within: Duration,
+    expected: std::ops::RangeInclusive<SeqNo>,
     context: &str,
 ) -> Result<()> {
-    for want in expected {
-        let got = next_event(stream, within)
-            .await
-            .with_context(|| format!("{context}: waiting for event {want}"))?;
-        ensure!(
-            got.seq_no == Some(want),
-            "{context}: got event {:?}, expected {want}",
-            got.seq_no
-        );
-    }
-    Ok(())
+    let expected: Vec<SeqNo> = expected.collect();
+    let items = checked_items(stream, expected.len(), context).await?;
+    checked_expect_events(&items, &expected, context)
 }
 
 /// Checks that a standby delivers nothing while the holder lives.
@@ -129,6 +112,43 @@ fn takeover() -> Duration {
     LEASE + timings().deadline
 }
 
+/// A refusing subscribe's stream, or its `ConsumerBusy`: what a poll sees.
+struct Attempt(Option<CheckedEventStream>);
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "subscribed"
+        } else {
+            "busy"
+        })
+    }
+}
+
+/// A refusing exclusive subscribe of `consumer` through `log`: the stream,
+/// `None` for `ConsumerBusy`, or any other error.
+async fn try_hold(log: &dyn EventLog, consumer: &str) -> Result<Attempt> {
+    match log
+        .subscribe_with(
+            consumer,
+            SeekPosition::LastAcknowledged,
+            exclusive(WhenBusy::Refuse),
+        )
+        .await
+    {
+        Ok(stream) => Ok(Attempt(Some(stream))),
+        Err(err)
+            if matches!(
+                err.downcast_ref::<EventLogError>(),
+                Some(EventLogError::ConsumerBusy { .. })
+            ) =>
+        {
+            Ok(Attempt(None))
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// C47 A second exclusive subscriber on a busy consumer (the standby mode,
 /// the default) receives nothing while the first holds it; once the first
 /// subscription is dropped it takes over within a bounded time and goes on
@@ -139,8 +159,7 @@ pub async fn c47_a_standby_takes_over_where_the_holder_acked(fx: &dyn Fixture) -
     };
     let (name, consumer) = (&pair.name, &pair.consumer);
     let mut holder = pair.hold(&*pair.first, WhenBusy::Standby).await?;
-    let deadline = timings().deadline;
-    expect_events(&mut holder, 1..=5, deadline, &format!("log {name}: holder")).await?;
+    expect_events(&mut holder, 1..=5, &format!("log {name}: holder")).await?;
     pair.first.ack(consumer, 3).await?;
 
     let mut standby = pair
@@ -154,57 +173,58 @@ pub async fn c47_a_standby_takes_over_where_the_holder_acked(fx: &dyn Fixture) -
     expect_quiet(&mut standby, &format!("log {name}")).await?;
     drop(holder);
     let context = format!("log {name}: standby after the holder was dropped");
-    expect_events(&mut standby, 4..=10, takeover(), &context).await
+    expect_events(&mut standby, 4..=10, &context).await
 }
 
 /// C48 An exclusive subscribe that asks to be refused while the consumer is
 /// busy fails at once with `ConsumerBusy`, and succeeds once the holder's
-/// subscription is dropped.
+/// subscription is dropped. Of several handles asking at once for a free
+/// consumer, exactly one gets it.
 pub async fn c48_the_refusing_mode_fails_at_once(fx: &dyn Fixture) -> Result<()> {
+    const RIVALS: usize = 4;
     let Some(pair) = Pair::open(fx, "C48", 3).await? else {
         return Ok(());
     };
     let (name, consumer) = (&pair.name, &pair.consumer);
-    let holder = pair.hold(&*pair.first, WhenBusy::Refuse).await?;
-    let refusing = || {
-        pair.second.subscribe_with(
-            consumer,
-            SeekPosition::LastAcknowledged,
-            exclusive(WhenBusy::Refuse),
-        )
-    };
-    let asked = tokio::time::Instant::now();
-    expect_refused!(
-        refusing().await,
-        EventLogError::ConsumerBusy { .. },
-        format!("log {name}: a refusing subscribe on a busy consumer")
-    );
+    let mut rivals = vec![pair.first.clone(), pair.second.clone()];
+    while rivals.len() < RIVALS {
+        rivals.push(fx.open(name).await?);
+    }
+    let attempts =
+        futures::future::try_join_all(rivals.iter().map(|log| try_hold(&**log, consumer))).await?;
+    let mut holders: Vec<CheckedEventStream> = attempts.into_iter().filter_map(|a| a.0).collect();
     ensure!(
-        asked.elapsed() <= timings().prompt,
-        "log {name}: the refusal took {:?}, not at once",
+        holders.len() == 1,
+        "log {name}: {} of {RIVALS} handles asking at once got the consumer, expected exactly 1",
+        holders.len()
+    );
+    let holder = holders.remove(0);
+
+    let asked = tokio::time::Instant::now();
+    for rival in &rivals {
+        let busy = try_hold(&**rival, consumer).await?;
+        ensure!(
+            busy.0.is_none(),
+            "log {name}: a refusing subscribe on a busy consumer got it"
+        );
+    }
+    ensure!(
+        asked.elapsed() <= timings().prompt * RIVALS as u32,
+        "log {name}: {RIVALS} refusals took {:?}, not at once",
         asked.elapsed()
     );
     drop(holder);
     // The release follows the drop: poll until it has landed.
-    let until = tokio::time::Instant::now() + takeover();
-    let mut taken = loop {
-        let busy = match refusing().await {
-            Ok(stream) => break stream,
-            Err(err) => err,
-        };
-        let still_busy = matches!(
-            busy.downcast_ref::<EventLogError>(),
-            Some(EventLogError::ConsumerBusy { .. })
-        );
-        if !still_busy || tokio::time::Instant::now() >= until {
-            return Err(busy.context(format!(
-                "log {name}: a refusing subscribe after the holder was dropped"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let taken = poll_until(
+        &format!("log {name}: a refusing subscribe after the holder was dropped"),
+        takeover(),
+        || try_hold(&*pair.second, consumer),
+        |attempt| attempt.0.is_some(),
+    )
+    .await?;
+    let mut taken = taken.0.context("polled until subscribed")?;
     let context = format!("log {name}: after the holder was dropped");
-    expect_events(&mut taken, 1..=3, timings().deadline, &context).await
+    expect_events(&mut taken, 1..=3, &context).await
 }
 
 /// C49 While an exclusive subscription holds a consumer, an `ack` or `seek`
@@ -217,13 +237,7 @@ pub async fn c49_a_fenced_ack_or_seek_changes_nothing(fx: &dyn Fixture) -> Resul
     let (name, consumer) = (&pair.name, &pair.consumer);
     let (owner, other) = (&pair.first, &pair.second);
     let mut holder = pair.hold(&**owner, WhenBusy::Standby).await?;
-    expect_events(
-        &mut holder,
-        1..=5,
-        timings().deadline,
-        &format!("log {name}"),
-    )
-    .await?;
+    expect_events(&mut holder, 1..=5, &format!("log {name}")).await?;
     owner.ack(consumer, 2).await?;
 
     let context = format!("log {name}: through another handle");
@@ -270,14 +284,7 @@ pub async fn c50_a_rolling_deploy_loses_nothing(fx: &dyn Fixture) -> Result<()> 
     let (name, consumer) = (&pair.name, &pair.consumer);
     let (old, new) = (&pair.first, &pair.second);
     let mut old_reader = pair.hold(&**old, WhenBusy::Standby).await?;
-    let deadline = timings().deadline;
-    expect_events(
-        &mut old_reader,
-        1..=499,
-        deadline,
-        &format!("log {name}: old"),
-    )
-    .await?;
+    expect_events(&mut old_reader, 1..=499, &format!("log {name}: old")).await?;
     old.ack(consumer, 479).await?;
 
     let mut new_reader = new
@@ -295,5 +302,5 @@ pub async fn c50_a_rolling_deploy_loses_nothing(fx: &dyn Fixture) -> Result<()> 
     );
     drop(old_reader);
     let context = format!("log {name}: new, after the old reader was dropped");
-    expect_events(&mut new_reader, 480..=500, takeover(), &context).await
+    expect_events(&mut new_reader, 480..=500, &context).await
 }
