@@ -27,7 +27,7 @@ const HEADER_ROOM: usize = 3 * eventlog_core::validate::MAX_ATTRIBUTES + 8 * 102
 pub struct NatsDriver {
     pub(crate) config: NatsConfig,
     pub(crate) client: Client,
-    js: jetstream::Context,
+    pub(crate) js: jetstream::Context,
     pub(crate) stream: stream::Stream,
     subject: String,
     /// The server's `max_payload`: headers and body together.
@@ -37,6 +37,8 @@ pub struct NatsDriver {
     /// The stream's deduplication window; `None` when this handle sends
     /// no message ids.
     dedup_window: Option<Duration>,
+    /// The bucket of exclusive subscriptions' leases, once found.
+    pub(crate) leases: tokio::sync::OnceCell<jetstream::kv::Store>,
 }
 
 impl fmt::Debug for NatsDriver {
@@ -79,10 +81,14 @@ impl NatsDriver {
             subject,
             max_message,
             replies: Arc::default(),
+            leases: tokio::sync::OnceCell::new(),
         })
     }
 
-    fn classify(&self, err: impl std::error::Error + Send + Sync + 'static) -> EventLogError {
+    pub(crate) fn classify(
+        &self,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> EventLogError {
         classify(&self.client, err)
     }
 
@@ -234,6 +240,7 @@ impl Driver for NatsDriver {
         Capabilities::new(BACKEND, self.max_message.saturating_sub(HEADER_ROOM), true)
             .with_dedup_window(self.dedup_window)
             .with_conditional_append(true)
+            .with_exclusive_subscriptions(true)
     }
 
     fn timeout(&self) -> Option<Duration> {
@@ -363,6 +370,39 @@ impl Driver for NatsDriver {
             return Ok(());
         }
         self.reset(consumer, Some(seq_no + 1)).await
+    }
+
+    async fn ack_fenced(
+        &self,
+        consumer: &str,
+        seq_no: SeqNo,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        self.check_lease(consumer, holder).await?;
+        self.ack(consumer, seq_no).await
+    }
+
+    async fn move_consumer_fenced(
+        &self,
+        consumer: &str,
+        next: SeqNo,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        self.check_lease(consumer, holder).await?;
+        self.move_consumer(consumer, next).await
+    }
+
+    async fn lease(
+        &self,
+        consumer: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, EventLogError> {
+        self.take_lease(consumer, holder, ttl).await
+    }
+
+    async fn release(&self, consumer: &str, holder: &str) -> Result<(), EventLogError> {
+        self.end_lease(consumer, holder).await
     }
 
     async fn open_reader(&self, consumer: &str, _from: SeqNo) -> Result<NatsReader, EventLogError> {

@@ -60,6 +60,7 @@ mod codec;
 mod config;
 mod driver;
 mod error;
+mod lease;
 mod log;
 mod reader;
 

@@ -295,3 +295,84 @@ impl Broker for Nats {
     }
 }
 conformance::contract_tests!(Nats::shared().await?);
+
+/// Leases live in the `eventlog_leases` bucket with a per-message TTL: a
+/// holder whose process died (its lease left behind, never renewed nor
+/// released) is taken over by a standby once the server expires it, from
+/// the consumer's acknowledgement; a holder that finds its lease taken by
+/// another token ends with `Fenced`, and its acks are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_expire_on_the_server_and_a_taken_lease_fences_its_holder() -> Result<()> {
+    use conformance::support::{append_n, unique};
+    use eventlog_core::{EventLogError, SeekPosition, SubscribeOptions, WhenBusy};
+    use jetstream::message::PublishMessage;
+    let fx = Nats::shared().await?;
+    let name = unique("lease");
+    let log = fx.open(&name).await?;
+    append_n(&*log, 3).await?;
+    let c = unique("worker");
+    let options = SubscribeOptions::exclusive(WhenBusy::Standby).with_lease(Duration::from_secs(1));
+    // The bucket exists once a lease was taken.
+    drop(
+        log.subscribe_with(&unique("bucket"), SeekPosition::Beginning, options)
+            .await?
+            .next()
+            .await,
+    );
+    let js = raw(&fx.url).await?;
+    let lease_subject = format!("$KV.eventlog_leases.{}.{c}", stream_name(&name));
+    let put = |holder: &'static str, ttl: u64| {
+        let js = js.clone();
+        let subject = lease_subject.clone();
+        async move {
+            let message = PublishMessage::build()
+                .payload(holder.into())
+                .ttl(Duration::from_secs(ttl));
+            js.send_publish(subject, message).await?.await?;
+            anyhow::Ok(())
+        }
+    };
+
+    // A dead holder's lease, for 2 s.
+    put("a-dead-process", 2).await?;
+    let asked = tokio::time::Instant::now();
+    let mut standby = log
+        .subscribe_with(&c, SeekPosition::Beginning, options)
+        .await?;
+    let first = tokio::time::timeout(Duration::from_secs(15), standby.next()).await?;
+    let took = asked.elapsed();
+    anyhow::ensure!(
+        matches!(&first, Some(Ok(event)) if event.seq_no == Some(1)),
+        "log {name}: the standby's first item after the dead lease expired: {first:?}"
+    );
+    anyhow::ensure!(
+        took >= Duration::from_millis(1500),
+        "log {name}: the standby took over after {took:?}, before the dead holder's lease ran out"
+    );
+
+    // Another token takes the lease over: the next renewal finds it.
+    put("another-process", 60).await?;
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match standby.next().await {
+                Some(Ok(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await?;
+    anyhow::ensure!(
+        matches!(ended, Some(Err(EventLogError::Fenced { .. }))),
+        "log {name}: a holder whose lease was taken over yielded {ended:?}"
+    );
+    let ack = log.ack(&c, 1).await;
+    anyhow::ensure!(
+        matches!(
+            ack.as_ref()
+                .map_err(|err| err.downcast_ref::<EventLogError>()),
+            Err(Some(EventLogError::Fenced { .. }))
+        ),
+        "log {name}: an ack of the fenced holder gave {ack:?}"
+    );
+    Ok(())
+}
