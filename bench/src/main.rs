@@ -10,6 +10,7 @@
 //! its own), on the broker the conformance harness provides: a running one
 //! given by `EVENTLOG_TEST_<BROKER>_URL`, or a container.
 
+mod members;
 mod raw;
 mod report;
 mod resources;

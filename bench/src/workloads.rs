@@ -171,6 +171,12 @@ pub(crate) async fn run(
         figures.extend(append_modes(url, counts.single).await?);
     }
     if !resources_only {
+        let base = match &broker {
+            Some(broker) => broker.url(scheme(backend)),
+            None => "memory:/".to_owned(),
+        };
+        figures.extend(crate::members::exclusive_acks(&base, counts.ack_each).await?);
+        figures.extend(crate::members::members(&base, counts.ack_100).await?);
         latency.0 = measure_latency(ours.clone(), counts.latency).await?;
         if let Some(open) = &raw {
             latency.1 = Some(measure_latency(open.clone(), counts.latency).await?);

@@ -63,6 +63,8 @@ macro_rules! contract_tests {
             c48_the_refusing_mode_fails_at_once,
             c49_a_fenced_ack_or_seek_changes_nothing,
             c50_a_rolling_deploy_loses_nothing,
+            c51_members_split_the_log_by_key,
+            c52_a_resized_consumer_resumes_what_was_not_acknowledged,
         );
         $crate::__tests!(reliability, $fixture;
             r03_every_refusal_leaves_the_log_as_it_was,

@@ -114,7 +114,22 @@ impl EventEnvelope {
     pub fn seq(&self) -> SeqNo {
         self.seq_no.unwrap_or(0)
     }
+
+    /// The key that keeps events in order: the CloudEvents `partitionkey`
+    /// extension (the Partitioning extension), else the `subject`, else the
+    /// `id`. Events of one key go to one member of a partitioned consumer
+    /// ([`Member`](crate::Member)) and are processed in log order.
+    pub fn partition_key(&self) -> &str {
+        self.extensions
+            .get(PARTITION_KEY)
+            .map(String::as_str)
+            .or(self.subject.as_deref())
+            .unwrap_or(&self.id)
+    }
 }
+
+/// The CloudEvents Partitioning extension's attribute.
+pub const PARTITION_KEY: &str = "partitionkey";
 
 /// The CloudEvents JSON format of an [`EventEnvelope`].
 #[derive(Serialize, Deserialize)]

@@ -241,6 +241,9 @@ pub trait EventLog: Send + Sync {
         position: SeekPosition,
         options: crate::SubscribeOptions,
     ) -> Result<CheckedEventStream> {
+        if let Some(member) = options.member {
+            return crate::members::subscribe(self, consumer, position, options, member).await;
+        }
         if options.exclusive.is_some() {
             return Err(EventLogError::Unsupported {
                 backend: self.capabilities().backend,

@@ -1,6 +1,7 @@
-//! How a subscription shares its consumer: options of
+//! How a subscription shares its consumer and its events: options of
 //! [`subscribe_with`](crate::EventLog::subscribe_with).
 
+use crate::Member;
 use std::time::Duration;
 
 /// How long a holder that stopped renewing (its process died or froze)
@@ -24,10 +25,12 @@ pub enum WhenBusy {
 /// Options of [`subscribe_with`](crate::EventLog::subscribe_with).
 ///
 /// ```
-/// use eventlog_core::{SubscribeOptions, WhenBusy};
+/// use eventlog_core::{Member, SubscribeOptions, WhenBusy};
 /// use std::time::Duration;
+/// // Member 0 of 3 of its consumer, exclusive with a 10 s lease.
 /// let options = SubscribeOptions::exclusive(WhenBusy::Standby)
-///     .with_lease(Duration::from_secs(10));
+///     .with_lease(Duration::from_secs(10))
+///     .with_member(Member::new(0, 3));
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,9 @@ pub struct SubscribeOptions {
     /// How long the subscription holds its consumer without renewing;
     /// it renews every third of it (default [`DEFAULT_LEASE`]).
     pub lease: Duration,
+    /// `Some`: the subscription is one member of a partitioned consumer,
+    /// and receives only its share of the events ([`Member`]).
+    pub member: Option<Member>,
 }
 
 impl Default for SubscribeOptions {
@@ -48,6 +54,7 @@ impl Default for SubscribeOptions {
         Self {
             exclusive: None,
             lease: DEFAULT_LEASE,
+            member: None,
         }
     }
 }
@@ -71,6 +78,12 @@ impl SubscribeOptions {
     /// The same, holding the consumer for `lease` without renewing.
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// The same, as `member` of a partitioned consumer.
+    pub fn with_member(mut self, member: Member) -> Self {
+        self.member = Some(member);
         self
     }
 }

@@ -39,6 +39,8 @@ pub struct NatsDriver {
     dedup_window: Option<Duration>,
     /// The bucket of exclusive subscriptions' leases, once found.
     pub(crate) leases: tokio::sync::OnceCell<jetstream::kv::Store>,
+    /// The leases this handle took, by consumer.
+    pub(crate) held: std::sync::Mutex<std::collections::HashMap<String, crate::lease::Held>>,
 }
 
 impl fmt::Debug for NatsDriver {
@@ -82,6 +84,7 @@ impl NatsDriver {
             max_message,
             replies: Arc::default(),
             leases: tokio::sync::OnceCell::new(),
+            held: Default::default(),
         })
     }
 

@@ -9,18 +9,40 @@
 //! the key and then acks, so it is refused when another holder's lease is
 //! seen, but a process paused between the two for longer than a lease can
 //! still land one (`docs/reliability.md`).
+//!
+//! The holder's own acks skip the read: a lease this handle took at `t`
+//! for `ttl` lives on the server until `t + ttl` at least, so while that is
+//! more than a third of the lease away, no other holder can have it.
 
 use crate::driver::NatsDriver;
 use async_nats::jetstream::context::{GetStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::{self, kv, message::PublishMessage};
 use eventlog_core::EventLogError;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// The bucket of every log's leases.
 pub(crate) const BUCKET: &str = "eventlog_leases";
 
 /// The shortest per-message TTL the server takes.
 const MIN_TTL: Duration = Duration::from_secs(1);
+
+/// A lease this handle took.
+pub(crate) struct Held {
+    holder: String,
+    /// Until when an ack sent now surely lands while the lease lives: a
+    /// third of the lease before the server may expire it.
+    surely_until: Instant,
+}
+
+impl Held {
+    fn new(holder: &str, asked: Instant, lease: Duration) -> Self {
+        Self {
+            holder: holder.to_owned(),
+            surely_until: asked + lease - lease / 3,
+        }
+    }
+}
 
 /// What a lease key holds now.
 enum Current {
@@ -80,6 +102,13 @@ impl NatsDriver {
             .await
     }
 
+    fn forget_held(&self, consumer: &str, holder: &str) {
+        let mut held = self.held.lock().expect("held leases lock poisoned");
+        if held.get(consumer).is_some_and(|h| h.holder == holder) {
+            held.remove(consumer);
+        }
+    }
+
     /// The key of `consumer`'s lease: the stream name, with characters a
     /// key cannot hold as `=` and two hex digits, and the consumer name
     /// (only `A-Z a-z 0-9 _ -`).
@@ -118,6 +147,7 @@ impl NatsDriver {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, EventLogError> {
+        let (asked, lease) = (Instant::now(), ttl);
         let store = self.leases_or_create().await?;
         let key = self.lease_key(consumer);
         let revision = match self.current(store, &key).await? {
@@ -126,7 +156,10 @@ impl NatsDriver {
                 holder: h,
                 revision,
             } if h == holder => revision,
-            Current::Held { .. } => return Ok(false),
+            Current::Held { .. } => {
+                self.forget_held(consumer, holder);
+                return Ok(false);
+            }
         };
         // Whole seconds, rounded up: the server keeps a lease at least as
         // long as its holder believes it has it.
@@ -141,11 +174,20 @@ impl NatsDriver {
             .send_publish(format!("$KV.{BUCKET}.{key}"), message)
             .await
             .map_err(|e| self.classify(e))?;
-        match ack.await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
-            Err(e) => Err(self.classify(e)),
+        let taken = match ack.await {
+            Ok(_) => true,
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => false,
+            Err(e) => return Err(self.classify(e)),
+        };
+        if taken {
+            self.held
+                .lock()
+                .expect("held leases lock poisoned")
+                .insert(consumer.to_owned(), Held::new(holder, asked, lease));
+        } else {
+            self.forget_held(consumer, holder);
         }
+        Ok(taken)
     }
 
     /// Ends `holder`'s lease of `consumer`, if it holds one.
@@ -154,6 +196,7 @@ impl NatsDriver {
         consumer: &str,
         holder: &str,
     ) -> Result<(), EventLogError> {
+        self.forget_held(consumer, holder);
         let Some(store) = self.leases().await? else {
             return Ok(());
         };
@@ -179,6 +222,15 @@ impl NatsDriver {
         consumer: &str,
         holder: &str,
     ) -> Result<(), EventLogError> {
+        let surely_held = self
+            .held
+            .lock()
+            .expect("held leases lock poisoned")
+            .get(consumer)
+            .is_some_and(|held| held.holder == holder && Instant::now() < held.surely_until);
+        if surely_held {
+            return Ok(());
+        }
         let Some(store) = self.leases().await? else {
             return Ok(());
         };

@@ -44,8 +44,9 @@ pub use copy::{CopyReport, copy};
 pub use eventlog_core::{
     AppendOptions, Appended, AttributeReader, BoxError, Capabilities, CheckedEventStream,
     ConsumerState, DEFAULT_DEDUP_WINDOW, DEFAULT_LEASE, EventEnvelope, EventLog, EventLogError,
-    EventLogExt, EventStream, ExpectedLast, Result, SPEC_VERSION, Secret, SeekPosition, SeqNo,
-    SubscribeOptions, WhenBusy, attributes, driver, redact_url, validate,
+    EventLogExt, EventStream, ExpectedLast, MAX_MEMBERS, Member, PARTITION_KEY, Result,
+    SPEC_VERSION, Secret, SeekPosition, SeqNo, SubscribeOptions, WhenBusy, attributes, driver,
+    partition_of, redact_url, validate,
 };
 
 /// The in-memory backend.

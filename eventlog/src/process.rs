@@ -24,23 +24,12 @@ pub const PARKED_ERROR: &str = "deadlettererror";
 /// How much of the handler's error a parked event keeps.
 pub const MAX_PARKED_ERROR: usize = 1024;
 
-/// The key whose events are handled one at a time, in log order: the
-/// CloudEvents `partitionkey` extension, else the `subject`, else the `id`.
-pub fn partition_key(event: &EventEnvelope) -> &str {
-    event
-        .extensions
-        .get("partitionkey")
-        .map(String::as_str)
-        .or(event.subject.as_deref())
-        .unwrap_or(&event.id)
-}
-
 /// Runs a handler over the events of one consumer. Build it with
 /// [`Processor::new`], then [`run`](Processor::run) it.
 ///
 /// * Up to `concurrency` events are in hand at once (running or waiting
 ///   behind an earlier event of their key). Events of one
-///   [`partition_key`] are handled one at a time, in log order.
+///   [`partition_key`](EventEnvelope::partition_key) are handled one at a time, in log order.
 /// * The consumer is acknowledged up to the highest number below which
 ///   every event is finished, never past an event still in hand, so a
 ///   crash redelivers only what was not finished (and, at least once, what
@@ -173,7 +162,7 @@ impl Processor {
                             processed.parked += 1;
                         }
                     }
-                    let key = partition_key(&event);
+                    let key = event.partition_key();
                     match keys.get_mut(key).and_then(VecDeque::pop_front) {
                         Some(next) => tasks.push(self.attempt(&handler, next)),
                         None => {
@@ -196,10 +185,10 @@ impl Processor {
                     Some(Ok(event)) => {
                         in_hand += 1;
                         finished.hand(event.seq());
-                        match keys.get_mut(partition_key(&event)) {
+                        match keys.get_mut(event.partition_key()) {
                             Some(waiting) => waiting.push_back(event),
                             None => {
-                                keys.insert(partition_key(&event).to_owned(), VecDeque::new());
+                                keys.insert(event.partition_key().to_owned(), VecDeque::new());
                                 tasks.push(self.attempt(&handler, event));
                             }
                         }

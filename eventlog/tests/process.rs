@@ -3,7 +3,7 @@
 //! the dead-letter log.
 
 use eventlog::memory::InMemoryEventLog;
-use eventlog::process::{PARKED_ERROR, PARKED_SEQ_NO, Processor, partition_key};
+use eventlog::process::{PARKED_ERROR, PARKED_SEQ_NO, Processor};
 use eventlog::{EventEnvelope, EventLog, SeekPosition, SeqNo};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -54,7 +54,7 @@ struct Seen {
 
 impl Seen {
     async fn handle(&self, event: EventEnvelope) -> Result<(), String> {
-        let key = partition_key(&event).to_owned();
+        let key = event.partition_key().to_owned();
         assert!(
             self.busy_keys.lock().unwrap().insert(key.clone()),
             "two events of {key} in hand at once"

@@ -8,6 +8,7 @@ mod checked;
 mod exclusive;
 mod faults;
 mod idempotence;
+mod members;
 mod positions;
 mod subscribe;
 
@@ -17,5 +18,6 @@ pub use checked::*;
 pub use exclusive::*;
 pub use faults::*;
 pub use idempotence::*;
+pub use members::*;
 pub use positions::*;
 pub use subscribe::*;

@@ -506,6 +506,9 @@ impl<T: AsDriverLog> EventLog for T {
         position: SeekPosition,
         options: SubscribeOptions,
     ) -> Result<CheckedEventStream> {
+        if let Some(member) = options.member {
+            return crate::members::subscribe(self, consumer, position, options, member).await;
+        }
         let log = self.driver_log();
         Ok(match options.exclusive {
             None => Box::pin(log.open_subscription(consumer, position).await?),
