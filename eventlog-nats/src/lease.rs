@@ -207,8 +207,10 @@ impl NatsDriver {
         } = self.current(store, &key).await?
             && h == holder
         {
+            // A purge marker that expires too, so ended leases leave
+            // nothing behind in the bucket.
             store
-                .delete_expect_revision(&key, Some(revision))
+                .purge_expect_revision_with_ttl(&key, revision, MIN_TTL)
                 .await
                 .map_err(|e| self.classify(e))?;
         }

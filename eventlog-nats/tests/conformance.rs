@@ -300,7 +300,8 @@ conformance::contract_tests!(Nats::shared().await?);
 /// holder whose process died (its lease left behind, never renewed nor
 /// released) is taken over by a standby once the server expires it, from
 /// the consumer's acknowledgement; a holder that finds its lease taken by
-/// another token ends with `Fenced`, and its acks are refused.
+/// another token ends with `Fenced`, and its acks are refused; a released
+/// lease leaves nothing in the bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_expire_on_the_server_and_a_taken_lease_fences_its_holder() -> Result<()> {
     use conformance::support::{append_n, unique};
@@ -374,5 +375,28 @@ async fn leases_expire_on_the_server_and_a_taken_lease_fences_its_holder() -> Re
         ),
         "log {name}: an ack of the fenced holder gave {ack:?}"
     );
+
+    // A lease that ends leaves nothing behind: its purge marker expires.
+    let released = unique("released");
+    drop(
+        log.subscribe_with(&released, SeekPosition::Beginning, options)
+            .await?
+            .next()
+            .await,
+    );
+    let bucket = js.get_stream("KV_eventlog_leases").await?;
+    let subject = format!("$KV.eventlog_leases.{}.{released}", stream_name(&name));
+    testkit::wait::poll_until(
+        &format!("log {name}: the lease of a dropped subscription"),
+        Duration::from_secs(10),
+        || async {
+            Ok(match bucket.direct_get_last_for_subject(&subject).await {
+                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => None,
+                other => Some(format!("{other:?}")),
+            })
+        },
+        Option::is_none,
+    )
+    .await?;
     Ok(())
 }
