@@ -30,6 +30,7 @@
 //! | `subscribe(c, p)` | a seek, or for `LastAcknowledged` a reset to the ack floor, so what a dead predecessor received and never acknowledged comes again at once; then pull requests |
 //! | `ack(c, n)` | for a message this handle's subscription received: an ack of it through its reply subject (cumulative under `AckPolicy::All`), awaited; otherwise (another process, or a message not delivered yet) a reset to `n + 1` after checking the floor (never backwards) and the stream's last sequence (never past the end) |
 //! | `consumer_state` | the durable's ack floor and the stream's last sequence |
+//! | an exclusive subscription | a key `<stream>.<consumer>` of the bucket `eventlog_leases` holding its token, with a per-message TTL |
 //!
 //! **Payload limit.** A message (headers and body) must fit the server's
 //! `max_payload` (1 MiB by default); 8 KiB of it are kept for the attribute
@@ -40,9 +41,19 @@
 //! envelope with an id used moments before returns the first sequence number
 //! and stores nothing. Retrying an append after a timeout is therefore safe.
 //!
-//! **One reader per consumer name.** Two live subscriptions on one name pull
-//! from the same durable and split the new events between them; each reset
-//! one makes re-delivers to both. Use one consumer name per reader.
+//! **One reader per consumer name.** Two live plain subscriptions on one
+//! name pull from the same durable and split the new events between them;
+//! each reset one makes re-delivers to both. An exclusive subscription
+//! (`subscribe_with` and `SubscribeOptions::exclusive`) holds the name
+//! alone: its lease is a key of the key-value bucket `eventlog_leases`
+//! (`<stream>.<consumer>`, the holder's token, a per-message TTL of the
+//! lease rounded up to whole seconds), taken and renewed by publishes that
+//! expect the key's revision. JetStream has no conditional ack, so a fenced
+//! ack or seek reads the key first: a holder frozen between that read and
+//! its ack for longer than a lease can still land the ack. Acks through a
+//! handle that holds no lease cost that read (one more round trip); the
+//! holder's own acks skip it while its lease surely lives. See
+//! `docs/reliability.md` in the repository.
 //!
 //! **Faults.** Operations are bounded as a whole by the configured timeout
 //! (default 5 s) and fail with `Timeout` or `Unavailable` while the server is

@@ -4,7 +4,7 @@
 
 use eventlog_core::driver::Backoff;
 use eventlog_core::{
-    EventEnvelope, EventLog, EventLogError, SeekPosition, SeqNo, SubscribeOptions, WhenBusy,
+    EventEnvelope, EventLog, EventLogError, Member, SeekPosition, SeqNo, SubscribeOptions, WhenBusy,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -52,6 +52,7 @@ pub struct Processor {
     attempts: u32,
     backoff: (Duration, Duration),
     dead_letter: Option<Arc<dyn EventLog>>,
+    member: Option<Member>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -62,6 +63,7 @@ impl std::fmt::Debug for Processor {
             .field("attempts", &self.attempts)
             .field("backoff", &self.backoff)
             .field("dead_letter", &self.dead_letter.is_some())
+            .field("member", &self.member)
             .finish()
     }
 }
@@ -94,6 +96,7 @@ impl Processor {
             attempts: 3,
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             dead_letter: None,
+            member: None,
         }
     }
 
@@ -112,6 +115,14 @@ impl Processor {
     /// Waits `first` after the first failure, doubling up to `max`.
     pub fn with_backoff(mut self, first: Duration, max: Duration) -> Self {
         self.backoff = (first, max);
+        self
+    }
+
+    /// Runs as `member` of the consumer: only the events of its keys, its
+    /// position acknowledged under [`Member::consumer`]. Each member is a
+    /// processor (usually a process) of its own.
+    pub fn with_member(mut self, member: Member) -> Self {
+        self.member = Some(member);
         self
     }
 
@@ -135,13 +146,20 @@ impl Processor {
         // Two processors of one consumer would ack over each other's events
         // in hand: where the backend can, this one holds the consumer alone
         // and a second one waits as a standby.
-        let mut events = if log.capabilities().exclusive_subscriptions {
-            let options = SubscribeOptions::exclusive(WhenBusy::Standby);
-            log.subscribe_with(&self.consumer, SeekPosition::LastAcknowledged, options)
-                .await?
-        } else {
-            log.subscribe_checked(&self.consumer, SeekPosition::LastAcknowledged)
-                .await?
+        let mut options = match log.capabilities().exclusive_subscriptions {
+            true => SubscribeOptions::exclusive(WhenBusy::Standby),
+            false => SubscribeOptions::new(),
+        };
+        if let Some(member) = self.member {
+            options = options.with_member(member);
+        }
+        let mut events = log
+            .subscribe_with(&self.consumer, SeekPosition::LastAcknowledged, options)
+            .await?;
+        // Where the position is stored: a member's is its own.
+        let acked_as = match self.member {
+            Some(member) => member.consumer(&self.consumer),
+            None => self.consumer.clone(),
         };
         let mut tasks: FuturesUnordered<Task<'_>> = FuturesUnordered::new();
         // Events waiting behind a running one of their key; a key is here
@@ -170,7 +188,7 @@ impl Processor {
                         }
                     }
                     if let Some(acked) = finished.finish(event.seq()) {
-                        match log.ack(&self.consumer, acked).await {
+                        match log.ack(&acked_as, acked).await {
                             Ok(()) => {}
                             // The next ack covers this one; a crash before it
                             // only redelivers finished events.

@@ -4,7 +4,7 @@
 
 use eventlog::memory::InMemoryEventLog;
 use eventlog::process::{PARKED_ERROR, PARKED_SEQ_NO, Processor};
-use eventlog::{EventEnvelope, EventLog, SeekPosition, SeqNo};
+use eventlog::{EventEnvelope, EventLog, Member, SeekPosition, SeqNo, partition_of};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -268,5 +268,52 @@ async fn a_second_processor_waits_until_the_first_is_gone() -> anyhow::Result<()
         done = acked(&log, "worker", 50) => done?,
     }
     assert_eq!(second_handled.load(Ordering::SeqCst), 46, "events 5 to 50");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_split_the_work_by_key() -> anyhow::Result<()> {
+    const EVENTS: usize = 600;
+    let log = log_with(EVENTS, 40).await?;
+    let handled: [Mutex<Vec<(String, SeqNo)>>; 2] = Default::default();
+    let members = (0..2u32).map(|index| {
+        let member = Member::new(index, 2);
+        let processor = Processor::new("worker").with_member(member);
+        let (log, handled) = (&log, &handled[index as usize]);
+        async move {
+            // `log_with` gives event `i` (number `i + 1`) the key `key-<i % 40>`.
+            let last = (0..EVENTS)
+                .rev()
+                .find(|i| partition_of(&format!("key-{}", i % 40), 2) == index)
+                .expect("every member has events");
+            let expected = last as SeqNo + 1;
+            let acked_as = member.consumer("worker");
+            tokio::select! {
+                ended = processor.run(log, |event: EventEnvelope| async move {
+                    handled.lock().unwrap().push((event.partition_key().to_owned(), event.seq()));
+                    Ok::<(), String>(())
+                }) => panic!("member {index} ended on a live log: {ended:?}"),
+                done = acked(log, &acked_as, expected) => done,
+            }
+        }
+    });
+    futures::future::try_join_all(members).await?;
+    let mut all: Vec<SeqNo> = Vec::new();
+    for (index, handled) in handled.iter().enumerate() {
+        for (key, seq) in handled.lock().unwrap().iter() {
+            assert_eq!(
+                partition_of(key, 2),
+                index as u32,
+                "{key} at {seq} went to member {index}"
+            );
+            all.push(*seq);
+        }
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=EVENTS as SeqNo).collect::<Vec<_>>(),
+        "each event handled once"
+    );
     Ok(())
 }
