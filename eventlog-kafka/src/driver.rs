@@ -3,7 +3,7 @@
 use crate::codec;
 use crate::config::KafkaConfig;
 use crate::error::{AuthWatch, BACKEND, from_kafka};
-use crate::reader::{KafkaReader, ReaderClient, ReaderContext};
+use crate::reader::KafkaReader;
 use eventlog_core::driver::{Driver, bounded};
 use eventlog_core::{Appended, Capabilities, EventEnvelope, EventLogError, ExpectedLast, SeqNo};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -98,6 +98,8 @@ pub struct KafkaDriver {
     groups: Mutex<HashMap<String, Arc<Group>>>,
     /// Uses of `groups`, the clock of its least-recently-used eviction.
     uses: std::sync::atomic::AtomicU64,
+    /// The end of the log, read once for every caught-up subscription.
+    pub(crate) tail: Arc<crate::reader::TailSlot>,
 }
 
 impl fmt::Debug for KafkaDriver {
@@ -154,6 +156,7 @@ impl KafkaDriver {
         let watch = AuthWatch::default();
         let producer = RwLock::new((0, new_producer(&config, &watch)?));
         let topic = config.topic();
+        let tail = Arc::new(crate::reader::TailSlot::new(&config));
         let driver = Self {
             config,
             topic,
@@ -161,6 +164,7 @@ impl KafkaDriver {
             watch,
             groups: Mutex::new(HashMap::new()),
             uses: Default::default(),
+            tail,
         };
         bounded(
             "connect",
@@ -376,12 +380,7 @@ impl KafkaDriver {
     /// The offset of the event after `seq_no`, as Kafka counts: sequence
     /// numbers past `i64::MAX` have none.
     fn offset_after(seq_no: SeqNo) -> Result<Offset, EventLogError> {
-        i64::try_from(seq_no)
-            .map(Offset::Offset)
-            .map_err(|_| EventLogError::InvalidPosition {
-                position: seq_no.to_string(),
-                reason: format!("Kafka offsets end at {}", i64::MAX),
-            })
+        offset_after(seq_no).map(Offset::Offset)
     }
 
     fn partition_at(&self, offset: Offset) -> Result<TopicPartitionList, EventLogError> {
@@ -398,44 +397,6 @@ impl KafkaDriver {
         let list = self.partition_at(Offset::Invalid)?;
         self.blocking("consumer_state", move |t| group.committed(list, t))
             .await
-    }
-
-    /// A Kafka consumer for a subscription of `consumer`, reading from
-    /// `offset`.
-    fn stream_consumer(
-        &self,
-        consumer: &str,
-        offset: SeqNo,
-    ) -> Result<ReaderClient, EventLogError> {
-        // librdkafka prefetches up to 100,000 messages or 64 MiB per
-        // partition by default; the generic log reads ahead at most its
-        // own limits, so the client's queue need not hold more (one event
-        // of the largest size always fits).
-        let settings = &self.config.subscription;
-        let queue_kib = settings
-            .read_ahead_bytes
-            .max(self.config.max_payload + 64 * 1024)
-            .div_ceil(1024)
-            .min(2_097_151); // librdkafka's maximum
-
-        let reader: ReaderClient = client_config(&self.config, false)
-            .set(
-                "queued.min.messages",
-                settings.read_ahead_events.min(10_000_000).to_string(),
-            )
-            .set("queued.max.messages.kbytes", queue_kib.to_string())
-            .set("group.id", self.config.group(consumer))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100")
-            .create_with_context(ReaderContext::new(&self.topic))
-            .map_err(|e| invalid_config(&e))?;
-        reader
-            .assign(&self.partition_at(Self::offset_after(offset)?)?)
-            .map_err(|e| from_kafka("subscribe", self.timeout(), e))?;
-        Ok(reader)
     }
 
     /// Queues `event` on the current producer: its delivery, and the
@@ -572,8 +533,8 @@ impl Driver for KafkaDriver {
         // Reading past the end is out of range for Kafka: start at the end;
         // the generic log skips up to `from`.
         let end = self.watermarks().await?.1;
-        let reader = self.stream_consumer(consumer, (from - 1).min(end))?;
-        Ok(KafkaReader::new(self, reader))
+        let _ = consumer;
+        KafkaReader::open(self, &self.tail, (from - 1).min(end))
     }
 
     async fn log_exists(&self) -> Result<bool, EventLogError> {
@@ -591,6 +552,15 @@ impl Driver for KafkaDriver {
         .await
     }
 }
+/// The offset of the event after `seq_no`: `seq_no` itself, as Kafka
+/// counts from 0; sequence numbers past `i64::MAX` have none.
+pub(crate) fn offset_after(seq_no: SeqNo) -> Result<i64, EventLogError> {
+    i64::try_from(seq_no).map_err(|_| EventLogError::InvalidPosition {
+        position: seq_no.to_string(),
+        reason: format!("Kafka offsets end at {}", i64::MAX),
+    })
+}
+
 /// The idempotent producer of `config`, reporting to `watch`.
 fn new_producer(
     config: &KafkaConfig,

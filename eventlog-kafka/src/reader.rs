@@ -1,27 +1,35 @@
-//! A subscription's reader: a Kafka consumer of its own, assigned the log's
-//! partition at the wanted offset (no group membership, so no rebalance can
-//! take the partition away). librdkafka reconnects after a broker restart
-//! and goes on from its fetch position, so the reader outlives outages; the
-//! generic log skips anything before the next expected sequence number.
+//! A subscription's reader. Behind the end of the log it reads with a Kafka
+//! consumer of its own, assigned the log's partition at the wanted offset
+//! (no group, so no rebalance can take the partition away). Once it has
+//! caught up (a read waited in vain), it closes that client and follows the
+//! handle's tail instead: one client per handle that reads new events once
+//! for every caught-up subscription, so idle subscriptions cost no client
+//! each (librdkafka has no way to assign one partition twice in a client).
+//! A subscription that falls behind the tail by more than its read-ahead
+//! gets a client of its own again. librdkafka reconnects after a broker
+//! restart and goes on from its fetch position, so readers outlive outages;
+//! the generic log skips anything before the next expected sequence number.
 
 use crate::codec;
+use crate::config::KafkaConfig;
 use crate::driver::KafkaDriver;
 use crate::error::BACKEND;
 use chrono::{DateTime, Utc};
 use eventlog_core::driver::{ReadLimits, Reader, Record, Undecodable};
 use eventlog_core::{EventLogError, SeqNo};
 use futures::FutureExt;
-use rdkafka::ClientContext;
-use rdkafka::Message;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 #[cfg(feature = "probe")]
 use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 #[cfg(feature = "probe")]
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// Live reader clients per topic in this process, for
 /// `subscription_count` (feature `probe`).
@@ -80,12 +88,199 @@ impl Drop for ReaderContext {
     }
 }
 
-/// A subscription's Kafka consumer.
+/// A Kafka consumer that reads the log.
 pub(crate) type ReaderClient = StreamConsumer<ReaderContext>;
+
+/// The group name of every reader client; none ever commits.
+const READER_GROUP: &str = "eventlog-reader";
+
+/// How to make the clients that read one log.
+pub(crate) struct Clients {
+    config: KafkaConfig,
+    topic: String,
+}
+
+impl Clients {
+    /// A client reading the log from `offset`.
+    fn open(&self, offset: i64) -> Result<ReaderClient, EventLogError> {
+        // librdkafka prefetches up to 100,000 messages or 64 MiB per
+        // partition by default; the generic log reads ahead at most its
+        // own limits, so the client's queue need not hold more (one event
+        // of the largest size always fits).
+        let settings = &self.config.subscription;
+        let queue_kib = settings
+            .read_ahead_bytes
+            .max(self.config.max_payload + 64 * 1024)
+            .div_ceil(1024)
+            .min(2_097_151); // librdkafka's maximum
+        // librdkafka assigns only in a group; a reader never commits (acks
+        // go through the consumer's own group), so all share one name.
+        let client: ReaderClient = crate::driver::client_config(&self.config, false)
+            .set("group.id", self.config.group(READER_GROUP))
+            .set(
+                "queued.min.messages",
+                settings.read_ahead_events.min(10_000_000).to_string(),
+            )
+            .set("queued.max.messages.kbytes", queue_kib.to_string())
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create_with_context(ReaderContext::new(&self.topic))
+            .map_err(|e| EventLogError::InvalidConfig {
+                reason: format!("librdkafka refused the configuration: {e}"),
+            })?;
+        let mut at = TopicPartitionList::new();
+        at.add_partition_offset(
+            &self.topic,
+            crate::driver::PARTITION,
+            Offset::Offset(offset),
+        )
+        .and_then(|()| client.assign(&at))
+        .map_err(|e| crate::error::from_kafka("subscribe", self.config.timeout, e))?;
+        Ok(client)
+    }
+}
+
+/// Destroys `client` off the async runtime: librdkafka's destroy blocks
+/// until its threads end.
+fn close(client: Arc<ReaderClient>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(client))),
+        Err(_) => drop(client),
+    }
+}
+
+/// What the tail hands every follower.
+#[derive(Clone)]
+enum TailItem {
+    /// The event at this offset, shared by the followers.
+    Record(Arc<(i64, Record)>),
+    /// librdkafka reported a failure.
+    Failed(Arc<KafkaError>),
+}
+
+/// One client at the end of the log, whose events every caught-up
+/// subscription of the handle follows. It stops with its last follower.
+pub(crate) struct Tail {
+    client: Arc<ReaderClient>,
+    /// The offset of the next event it hands out, and the channel it
+    /// hands events out on: one lock, so a follower joins at a known
+    /// offset.
+    state: Arc<std::sync::Mutex<(i64, broadcast::Sender<TailItem>)>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Tail {
+    /// A follower from `next` on, when the tail has handed out nothing
+    /// after it yet.
+    fn follow(&self, next: i64) -> Option<broadcast::Receiver<TailItem>> {
+        let state = self.state.lock().expect("tail lock poisoned");
+        (state.0 <= next).then(|| state.1.subscribe())
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The handle's tail, made when a caught-up subscription first needs it.
+pub(crate) struct TailSlot {
+    clients: Clients,
+    current: tokio::sync::Mutex<Weak<Tail>>,
+}
+
+impl TailSlot {
+    pub(crate) fn new(config: &KafkaConfig) -> Self {
+        Self {
+            clients: Clients {
+                config: config.clone(),
+                topic: config.topic(),
+            },
+            current: tokio::sync::Mutex::new(Weak::new()),
+        }
+    }
+
+    /// The live tail, or a new one at the end of the log, found with
+    /// `probe`, a client of the log.
+    async fn get(&self, probe: Arc<ReaderClient>) -> Result<Arc<Tail>, EventLogError> {
+        let mut current = self.current.lock().await;
+        if let Some(tail) = current.upgrade() {
+            return Ok(tail);
+        }
+        let (topic, timeout) = (self.clients.topic.clone(), self.clients.config.timeout);
+        let end = {
+            tokio::task::spawn_blocking(move || {
+                probe
+                    .client()
+                    .fetch_watermarks(&topic, crate::driver::PARTITION, timeout)
+            })
+            .await
+            .map_err(|e| EventLogError::Backend {
+                backend: BACKEND,
+                source: Box::new(e),
+            })?
+            .map_err(|e| crate::error::from_kafka("subscribe", timeout, e))?
+            .1
+        };
+        let client = Arc::new(self.clients.open(end)?);
+        let capacity = self.clients.config.subscription.read_ahead_events.max(16);
+        let state = Arc::new(std::sync::Mutex::new((end, broadcast::channel(capacity).0)));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(run_tail(client.clone(), state.clone(), stopped));
+        let tail = Arc::new(Tail {
+            client,
+            state,
+            stop: Some(stop),
+        });
+        *current = Arc::downgrade(&tail);
+        Ok(tail)
+    }
+}
+
+/// Reads the log's new events with `client` and hands each to the
+/// followers, until `stopped`.
+async fn run_tail(
+    client: Arc<ReaderClient>,
+    state: Arc<std::sync::Mutex<(i64, broadcast::Sender<TailItem>)>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let item = tokio::select! {
+            _ = &mut stopped => break,
+            message = client.recv() => match message {
+                Ok(message) => TailItem::Record(Arc::new((message.offset(), record(&message)))),
+                Err(err) => TailItem::Failed(Arc::new(err)),
+            },
+        };
+        let mut state = state.lock().expect("tail lock poisoned");
+        if let TailItem::Record(read) = &item {
+            state.0 = read.0 + 1;
+        }
+        // No follower left: the tail stops at the next turn.
+        let _ = state.1.send(item);
+    }
+    close(client);
+}
+
+/// Where a reader's events come from.
+enum Source {
+    /// A client of its own.
+    Own(Arc<ReaderClient>),
+    /// The handle's tail.
+    Tail(Arc<Tail>, broadcast::Receiver<TailItem>),
+}
 
 /// The reader of one subscription.
 pub struct KafkaReader {
-    consumer: Arc<ReaderClient>,
+    source: Source,
+    tails: Arc<TailSlot>,
+    /// The offset of the next event it wants.
+    next: i64,
     topic: String,
     wait: Duration,
     timeout: Duration,
@@ -96,13 +291,53 @@ pub struct KafkaReader {
 }
 
 impl KafkaReader {
-    pub(crate) fn new(driver: &KafkaDriver, consumer: ReaderClient) -> Self {
-        Self {
-            consumer: Arc::new(consumer),
+    /// A reader from sequence number `start + 1` (offset `start`).
+    pub(crate) fn open(
+        driver: &KafkaDriver,
+        tails: &Arc<TailSlot>,
+        start: SeqNo,
+    ) -> Result<Self, EventLogError> {
+        let next = crate::driver::offset_after(start)?;
+        Ok(Self {
+            source: Source::Own(Arc::new(tails.clients.open(next)?)),
+            tails: tails.clone(),
+            next,
             topic: driver.topic.clone(),
             wait: eventlog_core::driver::Driver::read_wait(driver),
             timeout: driver.config.timeout,
             failing: false,
+        })
+    }
+
+    /// Follows the tail instead of its own client, if the tail has handed
+    /// out nothing it has not read. A tail that cannot be made now is
+    /// tried again at the next idle read.
+    async fn follow_tail(&mut self) {
+        let tail = match self.tails.get(self.client()).await {
+            Ok(tail) => tail,
+            Err(err) => {
+                tracing::debug!(error = %err, "the tail of the log could not be made");
+                return;
+            }
+        };
+        if let Some(followed) = tail.follow(self.next) {
+            let own = std::mem::replace(&mut self.source, Source::Tail(tail, followed));
+            if let Source::Own(client) = own {
+                close(client);
+            }
+        }
+    }
+
+    /// Reads with a client of its own again, from where it is.
+    fn leave_tail(&mut self) -> Result<(), EventLogError> {
+        self.source = Source::Own(Arc::new(self.tails.clients.open(self.next)?));
+        Ok(())
+    }
+
+    fn client(&self) -> Arc<ReaderClient> {
+        match &self.source {
+            Source::Own(client) => client.clone(),
+            Source::Tail(tail, _) => tail.client.clone(),
         }
     }
 }
@@ -131,7 +366,7 @@ impl KafkaReader {
         // Within the generic log's bound of a read (the wait plus the
         // operation timeout), which already spent the wait.
         let timeout = self.timeout / 2;
-        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        let (consumer, topic) = (self.client(), self.topic.clone());
         tokio::task::spawn_blocking(move || {
             consumer
                 .client()
@@ -156,35 +391,68 @@ impl Reader for KafkaReader {
         records: &mut VecDeque<Record>,
         limits: ReadLimits,
     ) -> Result<(), EventLogError> {
-        // `recv` is cancel-safe: a read that waited in vain loses nothing.
-        let first = match tokio::time::timeout(self.wait, self.consumer.recv()).await {
-            Err(_) if self.failing => {
+        let first = match &mut self.source {
+            // `recv` is cancel-safe: a read that waited in vain loses nothing.
+            Source::Own(client) => match tokio::time::timeout(self.wait, client.recv()).await {
+                Err(_) => None,
+                Ok(Err(err)) => Some(TailItem::Failed(Arc::new(err))),
+                Ok(Ok(message)) => Some(TailItem::Record(Arc::new((
+                    message.offset(),
+                    record(&message),
+                )))),
+            },
+            Source::Tail(_, followed) => {
+                match tokio::time::timeout(self.wait, followed.recv()).await {
+                    Err(_) => None,
+                    Ok(Ok(item)) => Some(item),
+                    // It fell behind the tail by more than its read-ahead.
+                    Ok(Err(_)) => {
+                        self.leave_tail()?;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        match first {
+            None if self.failing => {
                 self.check_broker().await?;
                 self.failing = false;
                 return Ok(());
             }
-            Err(_) => return Ok(()),
-            Ok(Err(err)) => {
+            None => {
+                if matches!(self.source, Source::Own(_)) {
+                    self.follow_tail().await;
+                }
+                return Ok(());
+            }
+            Some(TailItem::Failed(err)) => {
                 self.failing = true;
                 return Err(EventLogError::Unavailable {
                     backend: BACKEND,
                     source: Box::new(err),
                 });
             }
-            Ok(Ok(message)) => record(&message),
+            Some(TailItem::Record(read)) => self.take(records, read, 0),
         };
         self.failing = false;
-        records.push_back(first);
+        // What is already here, without waiting.
         let mut bytes = 0;
-        // What librdkafka has already fetched, without waiting.
         while records.len() < limits.events && bytes < limits.bytes {
-            match self.consumer.recv().now_or_never() {
-                Some(Ok(message)) => {
-                    bytes += message.payload_len();
-                    records.push_back(record(&message));
-                }
-                // librdkafka retries by itself; the next read waits again.
-                Some(Err(_)) | None => break,
+            let next = match &mut self.source {
+                Source::Own(client) => match client.recv().now_or_never() {
+                    Some(Ok(message)) => {
+                        TailItem::Record(Arc::new((message.offset(), record(&message))))
+                    }
+                    // librdkafka retries by itself; the next read waits again.
+                    Some(Err(_)) | None => break,
+                },
+                Source::Tail(_, followed) => match followed.try_recv() {
+                    Ok(item @ TailItem::Record(..)) => item,
+                    _ => break,
+                },
+            };
+            if let TailItem::Record(read) = next {
+                bytes = self.take(records, read, bytes);
             }
         }
         Ok(())
@@ -193,5 +461,25 @@ impl Reader for KafkaReader {
     /// librdkafka reconnects by itself and keeps its fetch position.
     fn recovers_from(&self, err: &EventLogError) -> bool {
         matches!(err, EventLogError::Unavailable { .. })
+    }
+}
+
+impl KafkaReader {
+    /// Adds the event at `offset` unless it was read already; returns the
+    /// payload bytes read so far.
+    fn take(
+        &mut self,
+        records: &mut VecDeque<Record>,
+        read: Arc<(i64, Record)>,
+        bytes: usize,
+    ) -> usize {
+        let (offset, record) = Arc::unwrap_or_clone(read);
+        if offset < self.next {
+            return bytes;
+        }
+        self.next = offset + 1;
+        let size = record.as_ref().map_or(0, |event| event.payload.len());
+        records.push_back(record);
+        bytes + size
     }
 }
