@@ -93,15 +93,20 @@ impl Usage {
     /// The usage once it stops changing: a backend may let go of what a
     /// subscription needs only while it catches up (Kafka closes a
     /// subscription's own client once it waits at the end of the log).
-    /// Three equal thread counts half a second apart, 30 s at most.
+    /// The same thread count for 3 s (a Kafka reader is idle after 1 s
+    /// without events), 60 s at most.
     async fn settled() -> Result<Self> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut last = Self::now()?;
         let mut same = 0;
-        while same < 2 && tokio::time::Instant::now() < deadline {
+        while same < 6 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let now = Self::now()?;
-            same = if now.threads == last.threads { same + 1 } else { 0 };
+            same = if now.threads == last.threads {
+                same + 1
+            } else {
+                0
+            };
             last = now;
         }
         Ok(last)

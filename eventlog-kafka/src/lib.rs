@@ -24,7 +24,7 @@
 //! | its position | the group's committed offset: the offset of the next record to read, which is the last acknowledged sequence number |
 //! | `ack(c, n)` | commits offset `n` unless the committed offset is already there (never backwards); the generic log has checked the range |
 //! | `seek(c, p)` | commits the offset of the position |
-//! | `subscribe(c, p)` | a seek (not for `LastAcknowledged`), then a consumer of its own, assigned the partition at the position: it never joins the group, so no rebalance involves it |
+//! | `subscribe(c, p)` | a seek (not for `LastAcknowledged`), then a consumer of its own, assigned the partition at the position (group `eventlog-reader`, which never commits nor joins: no rebalance involves it); once caught up, the handle's shared tail instead (below) |
 //! | `consumer_state` | committed offset and high watermark |
 //! | `last_seq_no` | the high watermark |
 //!
@@ -38,6 +38,17 @@
 //! committed offset and then commits; the generic log runs one ack of a
 //! consumer at a time per handle, so concurrent acks end at the highest
 //! (C37).
+//!
+//! **Idle subscriptions share a client.** A librdkafka consumer can hold a
+//! partition at one position only, so a subscription reading behind the
+//! end has a client of its own (threads, connections, buffers). Once a
+//! read waits in vain (it caught up), it closes that client and follows the
+//! handle's tail: one client at the end of the log whose events every
+//! caught-up subscription of the handle receives through a broadcast
+//! channel as deep as the read-ahead. A follower that falls further behind
+//! than that (its application stopped taking events) opens a client of its
+//! own again at its next event, with no gap. 1,000 idle subscriptions cost
+//! about 24 KiB each (`docs/benchmarks.md`), not a client each.
 //!
 //! **One reader per consumer name.** Subscriptions do not join the group,
 //! so two on one name both read every event, and their commits race; use

@@ -205,12 +205,18 @@ impl TailSlot {
         }
     }
 
-    /// The live tail, or a new one at the end of the log, found with
-    /// `probe`, a client of the log.
-    async fn get(&self, probe: Arc<ReaderClient>) -> Result<Arc<Tail>, EventLogError> {
+    /// The live tail, or a new one when the end of the log, asked with
+    /// `probe` (a client of the log), is `next`: a tail is made only for a
+    /// reader that has surely caught up, not for one whose broker merely
+    /// answered slowly. `None` when there is no tail to follow from `next`.
+    async fn get(
+        &self,
+        probe: Arc<ReaderClient>,
+        next: i64,
+    ) -> Result<Option<Arc<Tail>>, EventLogError> {
         let mut current = self.current.lock().await;
         if let Some(tail) = current.upgrade() {
-            return Ok(tail);
+            return Ok(Some(tail));
         }
         let (topic, timeout) = (self.clients.topic.clone(), self.clients.config.timeout);
         let end = {
@@ -227,6 +233,9 @@ impl TailSlot {
             .map_err(|e| crate::error::from_kafka("subscribe", timeout, e))?
             .1
         };
+        if end != next {
+            return Ok(None);
+        }
         let client = Arc::new(self.clients.open(end)?);
         let capacity = self.clients.config.subscription.read_ahead_events.max(16);
         let state = Arc::new(std::sync::Mutex::new((end, broadcast::channel(capacity).0)));
@@ -238,7 +247,7 @@ impl TailSlot {
             stop: Some(stop),
         });
         *current = Arc::downgrade(&tail);
-        Ok(tail)
+        Ok(Some(tail))
     }
 }
 
@@ -313,8 +322,9 @@ impl KafkaReader {
     /// out nothing it has not read. A tail that cannot be made now is
     /// tried again at the next idle read.
     async fn follow_tail(&mut self) {
-        let tail = match self.tails.get(self.client()).await {
-            Ok(tail) => tail,
+        let tail = match self.tails.get(self.client(), self.next).await {
+            Ok(Some(tail)) => tail,
+            Ok(None) => return,
             Err(err) => {
                 tracing::debug!(error = %err, "the tail of the log could not be made");
                 return;
