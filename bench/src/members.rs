@@ -27,9 +27,15 @@ fn keyed_events(n: usize) -> Vec<EventEnvelope> {
 }
 
 /// A new log at `base` (`memory:`, or a broker URL without a log) holding
-/// `n` keyed events.
+/// `n` keyed events. Operations may take 15 s: tansu, the Kafka test
+/// broker, has been seen to answer a commit after more than 5.
 async fn filled(base: &str, n: usize) -> Result<(String, Arc<dyn EventLog>)> {
-    let url = format!("{base}/{}", unique("members"));
+    let options = if base.starts_with("kafka") {
+        "?timeout_ms=15000"
+    } else {
+        ""
+    };
+    let url = format!("{base}/{}{options}", unique("members"));
     let log = eventlog::connect(&url).await?;
     for chunk in keyed_events(n).chunks(1_000) {
         log.append_batch(chunk.to_vec()).await?;

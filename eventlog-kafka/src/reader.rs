@@ -1,14 +1,16 @@
 //! A subscription's reader. Behind the end of the log it reads with a Kafka
 //! consumer of its own, assigned the log's partition at the wanted offset
-//! (no group, so no rebalance can take the partition away). Once it has
-//! caught up (a read waited in vain), it closes that client and follows the
-//! handle's tail instead: one client per handle that reads new events once
-//! for every caught-up subscription, so idle subscriptions cost no client
-//! each (librdkafka has no way to assign one partition twice in a client).
-//! A subscription that falls behind the tail by more than its read-ahead
-//! gets a client of its own again. librdkafka reconnects after a broker
-//! restart and goes on from its fetch position, so readers outlive outages;
-//! the generic log skips anything before the next expected sequence number.
+//! (in a group that never joins nor commits, so no rebalance can take the
+//! partition away). Once that client reports the end of the partition
+//! (librdkafka knows it from its fetches: no request is added), the reader
+//! closes it and follows the handle's tail instead: one client per handle
+//! that reads new events once for every caught-up subscription, so idle
+//! subscriptions cost no client each (librdkafka cannot assign one
+//! partition twice in a client). A subscription that falls behind the tail
+//! by more than its read-ahead gets a client of its own again. librdkafka
+//! reconnects after a broker restart and goes on from its fetch position,
+//! so readers outlive outages; the generic log skips anything before the
+//! next expected sequence number.
 
 use crate::codec;
 use crate::config::KafkaConfig;
@@ -101,8 +103,10 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
-    /// A client reading the log from `offset`.
-    fn open(&self, offset: i64) -> Result<ReaderClient, EventLogError> {
+    /// A client reading the log from `offset`; with `eof`, it reports
+    /// reaching the end of the log (librdkafka learns the end from its
+    /// fetches, so this costs no request).
+    fn open(&self, offset: i64, eof: bool) -> Result<ReaderClient, EventLogError> {
         // librdkafka prefetches up to 100,000 messages or 64 MiB per
         // partition by default; the generic log reads ahead at most its
         // own limits, so the client's queue need not hold more (one event
@@ -124,7 +128,8 @@ impl Clients {
             .set("queued.max.messages.kbytes", queue_kib.to_string())
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
+            .set("enable.partition.eof", eof.to_string())
+            .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "100")
             .create_with_context(ReaderContext::new(&self.topic))
             .map_err(|e| EventLogError::InvalidConfig {
@@ -205,38 +210,14 @@ impl TailSlot {
         }
     }
 
-    /// The live tail, or a new one when the end of the log, asked with
-    /// `probe` (a client of the log), is `next`: a tail is made only for a
-    /// reader that has surely caught up, not for one whose broker merely
-    /// answered slowly. `None` when there is no tail to follow from `next`.
-    async fn get(
-        &self,
-        probe: Arc<ReaderClient>,
-        next: i64,
-    ) -> Result<Option<Arc<Tail>>, EventLogError> {
+    /// The live tail, or a new one from `end`, where a reader of the log
+    /// just found its end.
+    async fn get(&self, end: i64) -> Result<Arc<Tail>, EventLogError> {
         let mut current = self.current.lock().await;
         if let Some(tail) = current.upgrade() {
-            return Ok(Some(tail));
+            return Ok(tail);
         }
-        let (topic, timeout) = (self.clients.topic.clone(), self.clients.config.timeout);
-        let end = {
-            tokio::task::spawn_blocking(move || {
-                probe
-                    .client()
-                    .fetch_watermarks(&topic, crate::driver::PARTITION, timeout)
-            })
-            .await
-            .map_err(|e| EventLogError::Backend {
-                backend: BACKEND,
-                source: Box::new(e),
-            })?
-            .map_err(|e| crate::error::from_kafka("subscribe", timeout, e))?
-            .1
-        };
-        if end != next {
-            return Ok(None);
-        }
-        let client = Arc::new(self.clients.open(end)?);
+        let client = Arc::new(self.clients.open(end, false)?);
         let capacity = self.clients.config.subscription.read_ahead_events.max(16);
         let state = Arc::new(std::sync::Mutex::new((end, broadcast::channel(capacity).0)));
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -247,7 +228,7 @@ impl TailSlot {
             stop: Some(stop),
         });
         *current = Arc::downgrade(&tail);
-        Ok(Some(tail))
+        Ok(tail)
     }
 }
 
@@ -308,7 +289,7 @@ impl KafkaReader {
     ) -> Result<Self, EventLogError> {
         let next = crate::driver::offset_after(start)?;
         Ok(Self {
-            source: Source::Own(Arc::new(tails.clients.open(next)?)),
+            source: Source::Own(Arc::new(tails.clients.open(next, true)?)),
             tails: tails.clone(),
             next,
             topic: driver.topic.clone(),
@@ -318,13 +299,12 @@ impl KafkaReader {
         })
     }
 
-    /// Follows the tail instead of its own client, if the tail has handed
-    /// out nothing it has not read. A tail that cannot be made now is
-    /// tried again at the next idle read.
+    /// Follows the tail instead of its own client, which has just reached
+    /// the end of the log, if the tail has handed out nothing it has not
+    /// read. A tail that cannot be made now is tried at the next end.
     async fn follow_tail(&mut self) {
-        let tail = match self.tails.get(self.client(), self.next).await {
-            Ok(Some(tail)) => tail,
-            Ok(None) => return,
+        let tail = match self.tails.get(self.next).await {
+            Ok(tail) => tail,
             Err(err) => {
                 tracing::debug!(error = %err, "the tail of the log could not be made");
                 return;
@@ -340,7 +320,7 @@ impl KafkaReader {
 
     /// Reads with a client of its own again, from where it is.
     fn leave_tail(&mut self) -> Result<(), EventLogError> {
-        self.source = Source::Own(Arc::new(self.tails.clients.open(self.next)?));
+        self.source = Source::Own(Arc::new(self.tails.clients.open(self.next, true)?));
         Ok(())
     }
 
@@ -401,10 +381,16 @@ impl Reader for KafkaReader {
         records: &mut VecDeque<Record>,
         limits: ReadLimits,
     ) -> Result<(), EventLogError> {
+        // Its own client reached the end of the log: time to follow the tail.
+        let mut at_end = false;
         let first = match &mut self.source {
             // `recv` is cancel-safe: a read that waited in vain loses nothing.
             Source::Own(client) => match tokio::time::timeout(self.wait, client.recv()).await {
                 Err(_) => None,
+                Ok(Err(KafkaError::PartitionEOF(_))) => {
+                    at_end = true;
+                    None
+                }
                 Ok(Err(err)) => Some(TailItem::Failed(Arc::new(err))),
                 Ok(Ok(message)) => Some(TailItem::Record(Arc::new((
                     message.offset(),
@@ -424,17 +410,17 @@ impl Reader for KafkaReader {
             }
         };
         match first {
+            None if at_end => {
+                self.failing = false;
+                self.follow_tail().await;
+                return Ok(());
+            }
             None if self.failing => {
                 self.check_broker().await?;
                 self.failing = false;
                 return Ok(());
             }
-            None => {
-                if matches!(self.source, Source::Own(_)) {
-                    self.follow_tail().await;
-                }
-                return Ok(());
-            }
+            None => return Ok(()),
             Some(TailItem::Failed(err)) => {
                 self.failing = true;
                 return Err(EventLogError::Unavailable {
@@ -453,6 +439,10 @@ impl Reader for KafkaReader {
                     Some(Ok(message)) => {
                         TailItem::Record(Arc::new((message.offset(), record(&message))))
                     }
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        at_end = true;
+                        break;
+                    }
                     // librdkafka retries by itself; the next read waits again.
                     Some(Err(_)) | None => break,
                 },
@@ -464,6 +454,9 @@ impl Reader for KafkaReader {
             if let TailItem::Record(read) = next {
                 bytes = self.take(records, read, bytes);
             }
+        }
+        if at_end {
+            self.follow_tail().await;
         }
         Ok(())
     }
