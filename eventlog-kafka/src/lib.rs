@@ -41,9 +41,9 @@
 //!
 //! **Idle subscriptions share a client.** A librdkafka consumer can hold a
 //! partition at one position only, so a subscription reading behind the
-//! end has a client of its own (threads, connections, buffers). Once a
-//! read waits in vain (it caught up), it closes that client and follows the
-//! handle's tail: one client at the end of the log whose events every
+//! end has a client of its own (threads, connections, buffers). Once
+//! librdkafka reports the end of the partition (it caught up), it closes
+//! that client and follows the handle's tail: one client at the end of the log whose events every
 //! caught-up subscription of the handle receives through a broadcast
 //! channel as deep as the read-ahead. A follower that falls further behind
 //! than that (its application stopped taking events) opens a client of its
