@@ -152,3 +152,40 @@ pub async fn expect_each_once(log: &dyn EventLog, retried: &str, what: &str) -> 
     }
     Ok(())
 }
+
+/// Checks that `holder`, an exclusive subscription of `consumer` through
+/// `log` whose lease another token has taken, ends with `Fenced` (after any
+/// events it still had) within the suite's deadline, and that an ack of
+/// `consumer` through `log` is then refused with `Fenced`.
+pub async fn expect_fenced_out(
+    holder: &mut eventlog_core::CheckedEventStream,
+    log: &dyn EventLog,
+    consumer: &str,
+    context: &str,
+) -> Result<()> {
+    use futures::StreamExt;
+    let ended = tokio::time::timeout(timings().deadline, async {
+        loop {
+            match holder.next().await {
+                Some(Ok(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("{context}: the holder went on after its lease was taken"))?;
+    anyhow::ensure!(
+        matches!(ended, Some(Err(EventLogError::Fenced { .. }))),
+        "{context}: a holder whose lease was taken over yielded {ended:?}"
+    );
+    let ack = log.ack(consumer, 1).await;
+    anyhow::ensure!(
+        matches!(
+            ack.as_ref()
+                .map_err(|err| err.downcast_ref::<EventLogError>()),
+            Err(Some(EventLogError::Fenced { .. }))
+        ),
+        "{context}: an ack of the fenced holder gave {ack:?}"
+    );
+    Ok(())
+}
