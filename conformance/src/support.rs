@@ -189,3 +189,34 @@ pub async fn expect_fenced_out(
     );
     Ok(())
 }
+
+/// Subscribes `consumer` through `log` exclusively as a standby while a
+/// dead holder's lease lives, and checks that it delivers event 1 only
+/// once at least `lease_left` has passed (the lease ran out on the
+/// broker), within the suite's deadline. Returns the subscription.
+pub async fn expect_takeover_after(
+    log: &dyn EventLog,
+    consumer: &str,
+    options: eventlog_core::SubscribeOptions,
+    lease_left: Duration,
+    context: &str,
+) -> Result<eventlog_core::CheckedEventStream> {
+    use futures::StreamExt;
+    let asked = tokio::time::Instant::now();
+    let mut standby = log
+        .subscribe_with(consumer, eventlog_core::SeekPosition::Beginning, options)
+        .await?;
+    let first = tokio::time::timeout(timings().deadline, standby.next())
+        .await
+        .with_context(|| format!("{context}: no takeover of a dead holder's lease"))?;
+    let took = asked.elapsed();
+    anyhow::ensure!(
+        matches!(&first, Some(Ok(event)) if event.seq_no == Some(1)),
+        "{context}: the standby's first item after the dead lease expired: {first:?}"
+    );
+    anyhow::ensure!(
+        took >= lease_left,
+        "{context}: the standby took over after {took:?}, before the dead holder's lease ran out"
+    );
+    Ok(standby)
+}

@@ -48,16 +48,17 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     // The worker runs for good; this example stops it once every order is
-    // acknowledged.
-    let done = async {
+    // acknowledged, checking the position until then, and fails if that
+    // takes more than 30 s (a stalled worker).
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
         while log.consumer_state("shipping").await?.last_acknowledged < Some(last) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         anyhow::Ok(())
-    };
+    });
     tokio::select! {
         ended = worker.run(&*log, ship) => anyhow::bail!("the worker stopped: {ended:?}"),
-        done = done => done?,
+        done = done => done.map_err(|_| anyhow::anyhow!("not every order was acknowledged within 30 s"))??,
     }
 
     let mut parked = dead.subscribe("ops", SeekPosition::Beginning).await?;
