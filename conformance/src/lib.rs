@@ -58,8 +58,21 @@ pub fn __run(test: impl std::future::Future<Output = anyhow::Result<()>>) -> any
         .block_on(test)
 }
 
-/// Makes `fixture`'s [`Timings`] those of this test binary.
+/// Makes `fixture`'s [`Timings`] those of this test binary, and shows the
+/// library's warnings (reconnects, outages) in the output of a test that
+/// fails: `EVENTLOG_TEST_LOG` is a `tracing` filter, `warn` by default.
 #[doc(hidden)]
 pub fn __adopt_timings(fixture: &dyn Fixture) {
     timings::adopt(|| fixture.timings());
+    static LOG: std::sync::Once = std::sync::Once::new();
+    LOG.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTLOG_TEST_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // A binary that installed its own subscriber keeps it.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_test_writer()
+            .try_init();
+    });
 }

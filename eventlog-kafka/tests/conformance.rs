@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use conformance::{Broker, FaultyBroker, Fixture};
+use conformance::{Broker, FaultyBroker, Fixture, Timings};
 use eventlog_core::driver::SubscriptionSettings;
 use eventlog_core::{EventEnvelope, EventLog, SeqNo};
 use eventlog_kafka::{KafkaConfig, KafkaEventLog};
@@ -91,6 +91,14 @@ impl Fixture for Kafka {
 
     fn broker(&self) -> Option<&dyn Broker> {
         Some(self)
+    }
+
+    /// tansu on two cores, serving two clauses' replays at once, has been
+    /// seen to leave a fresh reader without its first event for 15 s (C51
+    /// in CI): the clauses wait twice the default for what should come
+    /// soon.
+    fn timings(&self) -> Timings {
+        Timings::default().with_deadline(Duration::from_secs(30))
     }
 }
 
