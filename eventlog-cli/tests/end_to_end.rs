@@ -71,7 +71,10 @@ async fn cli(url: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
-/// The example `name`, built by `cargo test` next to this test's binary.
+/// The facade's example `name`, which `cargo test --workspace` (or `-p
+/// eventlog -p eventlog-cli`) builds next to this test's binary; the
+/// examples live in the facade, whose light dev-dependencies keep the
+/// README's quickstart quick to build.
 fn example(name: &str) -> Result<PathBuf> {
     let deps = std::env::current_exe()?
         .parent()
@@ -84,7 +87,7 @@ fn example(name: &str) -> Result<PathBuf> {
         .join(name);
     ensure!(
         path.exists(),
-        "example {name} is not built at {}: run `cargo test -p eventlog --all-features`",
+        "example {name} is not built at {}: run `cargo test -p eventlog -p eventlog-cli --all-features`",
         path.display()
     );
     Ok(path)
