@@ -251,6 +251,14 @@ pub trait EventLog: Send + Sync {
             }
             .into());
         }
+        let position = match (position, options.start_if_new) {
+            (SeekPosition::LastAcknowledged, Some(start))
+                if self.consumer_state(consumer).await?.last_acknowledged.is_none() =>
+            {
+                SeekPosition::Sequence(start)
+            }
+            _ => position,
+        };
         self.subscribe_checked(consumer, position).await
     }
 

@@ -142,7 +142,7 @@ fn murmur2(data: &[u8]) -> u32 {
 pub(crate) async fn subscribe<L: EventLog + ?Sized>(
     log: &L,
     consumer: &str,
-    mut position: SeekPosition,
+    position: SeekPosition,
     options: SubscribeOptions,
     member: Member,
 ) -> Result<CheckedEventStream> {
@@ -172,14 +172,14 @@ pub(crate) async fn subscribe<L: EventLog + ?Sized>(
             let state = log.consumer_state(&old).await?;
             old_acks.push(state.last_acknowledged.unwrap_or(0));
         }
-        let fresh = log.consumer_state(&name).await?.last_acknowledged.is_none();
-        if position == SeekPosition::LastAcknowledged && fresh {
-            let lowest = old_acks.iter().copied().min().unwrap_or(0);
-            position = SeekPosition::Sequence(lowest + 1);
-        }
     }
+    // A new member starts at the lowest old position; whether it is new is
+    // decided when its subscription opens, not here: a standby that took
+    // over from a holder must go on from the holder's acks.
+    let lowest = old_acks.iter().copied().min().unwrap_or(0);
     let options = SubscribeOptions {
         member: None,
+        start_if_new: previous.map(|_| lowest + 1),
         ..options
     };
     let events = log.subscribe_with(&name, position, options).await?;

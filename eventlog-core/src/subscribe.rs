@@ -47,6 +47,12 @@ pub struct SubscribeOptions {
     /// `Some`: the subscription is one member of a partitioned consumer,
     /// and receives only its share of the events ([`Member`]).
     pub member: Option<Member>,
+    /// Where `LastAcknowledged` starts a consumer with no stored position
+    /// instead of the beginning: a new member of a resized consumer starts
+    /// at the lowest position of the old ones. Decided when the
+    /// subscription opens (for an exclusive one, once it holds the lease),
+    /// so a standby never rewinds what its predecessor acknowledged.
+    pub(crate) start_if_new: Option<crate::SeqNo>,
 }
 
 impl Default for SubscribeOptions {
@@ -55,6 +61,7 @@ impl Default for SubscribeOptions {
             exclusive: None,
             lease: DEFAULT_LEASE,
             member: None,
+            start_if_new: None,
         }
     }
 }

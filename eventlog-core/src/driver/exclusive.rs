@@ -5,7 +5,7 @@
 use super::log::{DriverLog, Shared};
 use super::subscription::Subscription;
 use super::{Backoff, Driver};
-use crate::{CheckedEventStream, EventEnvelope, EventLogError, SeekPosition, WhenBusy};
+use crate::{CheckedEventStream, EventEnvelope, EventLogError, SeekPosition, SeqNo, WhenBusy};
 use futures::task::AtomicWaker;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
@@ -51,16 +51,17 @@ impl Lost {
 
 impl<D: Driver> DriverLog<D> {
     /// Opens an exclusive subscription of `consumer`: as `when_busy` says
-    /// while another reader holds it, then at `position`.
+    /// while another reader holds it, then at `position` (with where a
+    /// consumer with no stored position starts, decided under the lease).
     pub(super) async fn open_exclusive(
         &self,
         consumer: &str,
-        position: SeekPosition,
+        position: (SeekPosition, Option<SeqNo>),
         lease: Duration,
         when_busy: WhenBusy,
     ) -> Result<CheckedEventStream, EventLogError> {
         crate::validate::consumer_name(consumer)?;
-        crate::validate::position(position)?;
+        crate::validate::position(position.0)?;
         let capabilities = self.shared.driver.capabilities();
         if !capabilities.exclusive_subscriptions {
             return Err(EventLogError::Unsupported {
@@ -85,7 +86,9 @@ impl<D: Driver> DriverLog<D> {
                         consumer: consumer.to_string(),
                     }
                 })?;
-                let subscription = self.open_subscription(&consumer, position).await?;
+                let subscription = self
+                    .open_subscription(&consumer, position.0, position.1)
+                    .await?;
                 Ok(Box::pin(Held {
                     subscription,
                     claim,
@@ -112,7 +115,7 @@ impl<D: Driver> DriverLog<D> {
     async fn take_over(
         &self,
         consumer: Arc<str>,
-        position: SeekPosition,
+        (position, start_if_new): (SeekPosition, Option<SeqNo>),
         lease: Duration,
     ) -> Result<Held<D>, EventLogError> {
         let mut backoff = Backoff::new(Duration::from_millis(10), STANDBY_POLL.min(lease / 4));
@@ -123,7 +126,10 @@ impl<D: Driver> DriverLog<D> {
         let mut token = self.shared.new_token();
         loop {
             match self.claim(&consumer, &token, lease).await {
-                Ok(Some(claim)) => match self.open_subscription(&consumer, position).await {
+                Ok(Some(claim)) => match self
+                    .open_subscription(&consumer, position, start_if_new)
+                    .await
+                {
                     Ok(subscription) => {
                         return Ok(Held {
                             subscription,

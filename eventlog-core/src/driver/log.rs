@@ -292,20 +292,27 @@ impl<D: Driver> DriverLog<D> {
     }
 
     /// Moves `consumer` to `position` and returns its next sequence
-    /// number; the caller holds the consumer's lock.
+    /// number; the caller holds the consumer's lock. With
+    /// `LastAcknowledged`, a consumer with no stored position is moved to
+    /// `start_if_new` if given, else starts at the beginning.
     async fn move_to(
         &self,
         consumer: &str,
         position: SeekPosition,
+        start_if_new: Option<SeqNo>,
     ) -> Result<SeqNo, EventLogError> {
         let driver = &self.shared.driver;
         let next = match position {
             SeekPosition::Beginning => 1,
             SeekPosition::Latest => self.last().await? + 1,
             SeekPosition::Sequence(n) => n,
-            SeekPosition::LastAcknowledged => {
-                return Ok(driver.acknowledged(consumer).await?.unwrap_or(0) + 1);
-            }
+            SeekPosition::LastAcknowledged => match driver.acknowledged(consumer).await? {
+                Some(acked) => return Ok(acked + 1),
+                None => match start_if_new {
+                    Some(start) => start,
+                    None => return Ok(1),
+                },
+            },
         };
         let token = self.shared.token_of(consumer);
         driver.move_consumer_fenced(consumer, next, &token).await?;
@@ -314,11 +321,13 @@ impl<D: Driver> DriverLog<D> {
     }
 
     /// Moves `consumer` to `position` (as `seek` would, but for
-    /// `LastAcknowledged`) and opens its subscription there.
+    /// `LastAcknowledged`, see [`move_to`](Self::move_to)) and opens its
+    /// subscription there.
     pub(super) async fn open_subscription(
         &self,
         consumer: &str,
         position: SeekPosition,
+        start_if_new: Option<SeqNo>,
     ) -> Result<Subscription<D>, EventLogError> {
         validate::consumer_name(consumer)?;
         validate::position(position)?;
@@ -326,7 +335,7 @@ impl<D: Driver> DriverLog<D> {
         let (reader, next, moved_to) = self
             .within("subscribe", async {
                 let _held = self.shared.lock_of(&consumer).lock().await;
-                let next = self.move_to(&consumer, position).await?;
+                let next = self.move_to(&consumer, position, start_if_new).await?;
                 let reader = self.shared.driver.open_reader(&consumer, next).await?;
                 // Under the lock and after the last await: no move is
                 // missed, and a timed-out subscribe leaves no mailbox.
@@ -483,7 +492,7 @@ impl<T: AsDriverLog> EventLog for T {
         // checked stream: one dynamic call per event, not two.
         Ok(crate::log::plain(
             self.driver_log()
-                .open_subscription(consumer, position)
+                .open_subscription(consumer, position, None)
                 .await?,
         ))
     }
@@ -495,7 +504,7 @@ impl<T: AsDriverLog> EventLog for T {
     ) -> Result<CheckedEventStream> {
         Ok(Box::pin(
             self.driver_log()
-                .open_subscription(consumer, position)
+                .open_subscription(consumer, position, None)
                 .await?,
         ))
     }
@@ -511,9 +520,12 @@ impl<T: AsDriverLog> EventLog for T {
         }
         let log = self.driver_log();
         Ok(match options.exclusive {
-            None => Box::pin(log.open_subscription(consumer, position).await?),
+            None => Box::pin(
+                log.open_subscription(consumer, position, options.start_if_new)
+                    .await?,
+            ),
             Some(when_busy) => {
-                log.open_exclusive(consumer, position, options.lease, when_busy)
+                log.open_exclusive(consumer, (position, options.start_if_new), options.lease, when_busy)
                     .await?
             }
         })
@@ -547,7 +559,7 @@ impl<T: AsDriverLog> EventLog for T {
         validate::position(position)?;
         log.within("seek", async {
             let _held = log.shared.lock_of(consumer).lock().await;
-            log.move_to(consumer, position).await.map(drop)
+            log.move_to(consumer, position, None).await.map(drop)
         })
         .await?;
         Ok(())

@@ -274,7 +274,8 @@ impl<D: Driver> Drop for Subscription<D> {
 /// still stored (a delivery lost in flight: JetStream hands messages to a
 /// pull request that a dropped reader left behind). A move keeps the buffer,
 /// which starts at `found`; a skip opens a fresh reader at `expected`, once
-/// per number; anything else is a `Gap`.
+/// per number; anything else is a `Gap`. A check the broker does not
+/// answer reports nothing: a fresh reader reads from `expected` again.
 async fn tell_jump<D: Driver>(
     shared: Arc<Shared<D>>,
     consumer: Arc<str>,
@@ -287,15 +288,31 @@ async fn tell_jump<D: Driver>(
     let timeout = driver.timeout();
     // Moved: the events between are still stored, and the consumer's
     // position is past them. Skipped: still stored, and the position is
-    // before them. No answer is a gap.
-    let (moved, skipped) = async {
+    // before them.
+    let answer = async {
         let first = bounded(timeout, driver.first_seq_no()).await?;
         let acked = bounded(timeout, driver.acknowledged(&consumer)).await?;
         let moved = first <= expected && acked.is_some_and(|n| n + 1 >= found);
         Ok::<_, EventLogError>((moved, first <= expected && !moved))
     }
-    .await
-    .unwrap_or((false, false));
+    .await;
+    let (moved, skipped) = match answer {
+        Ok(answer) => answer,
+        // No answer says nothing: the events between may still be stored.
+        // A fresh reader reads from `expected` again after a backoff, and
+        // the jump, if it comes again, is asked again.
+        Err(err) => {
+            tracing::warn!(%consumer, error = %err, expected, found, "could not tell a jump in the numbering; reading again");
+            retry.backoff.wait().await;
+            return Fill {
+                reader: None,
+                buffer: VecDeque::new(),
+                expected,
+                retry,
+                outcome: Outcome::Records,
+            };
+        }
+    };
     if skipped && retry.reread_at != Some(expected) {
         retry.reread_at = Some(expected);
         return Fill {
