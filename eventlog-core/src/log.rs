@@ -253,7 +253,11 @@ pub trait EventLog: Send + Sync {
         }
         let position = match (position, options.start_if_new) {
             (SeekPosition::LastAcknowledged, Some(start))
-                if self.consumer_state(consumer).await?.last_acknowledged.is_none() =>
+                if self
+                    .consumer_state(consumer)
+                    .await?
+                    .last_acknowledged
+                    .is_none() =>
             {
                 SeekPosition::Sequence(start)
             }

@@ -112,18 +112,20 @@ impl fmt::Debug for KafkaDriver {
 
 /// The librdkafka settings every client of `config` shares.
 ///
-/// Clients whose every call is bounded by the operation timeout (the
-/// producer, the admin and offset clients) give up on a silent connection
-/// after it too (`socket.timeout.ms`); a subscription's reader keeps
-/// librdkafka's default (60 s), since a fetch may legitimately take longer
-/// than one operation (a broker that answers a fetch from the start of a
-/// long log with all of it), and one abandoned at the timeout would be sent
-/// again forever.
-pub(crate) fn client_config(config: &KafkaConfig, bounded: bool) -> ClientConfig {
+/// A client gives up on a request the broker leaves unanswered
+/// (`socket.timeout.ms`) after the operation timeout. A subscription's
+/// reader waits at least 10 s: its fetches are short polls (100 ms,
+/// `fetch.wait.max.ms`) of about 1 MiB (`max.partition.fetch.bytes`), so a
+/// fetch that long unanswered was lost (a starved or restarted broker) and is sent
+/// again, where librdkafka's default would leave the reader silent for a
+/// minute.
+pub(crate) fn client_config(config: &KafkaConfig, reader: bool) -> ClientConfig {
     let mut c = ClientConfig::new();
-    if bounded {
-        c.set("socket.timeout.ms", config.timeout.as_millis().to_string());
-    }
+    let socket_timeout = match reader {
+        true => config.timeout.max(Duration::from_secs(10)),
+        false => config.timeout,
+    };
+    c.set("socket.timeout.ms", socket_timeout.as_millis().to_string());
     c.set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", format!("eventlog-{}", config.log))
         .set(
@@ -219,7 +221,7 @@ impl KafkaDriver {
     async fn topic_partitions(&self) -> Result<Option<usize>, EventLogError> {
         let config = &self.config;
         if config.create_topic {
-            let admin: AdminClient<DefaultClientContext> = client_config(config, true)
+            let admin: AdminClient<DefaultClientContext> = client_config(config, false)
                 .create()
                 .map_err(|e| invalid_config(&e))?;
             let retention = config
@@ -363,7 +365,7 @@ impl KafkaDriver {
             // Destroying a librdkafka client blocks until its threads end.
             tokio::task::spawn_blocking(move || drop(evicted));
         }
-        let client: BaseConsumer = client_config(&self.config, true)
+        let client: BaseConsumer = client_config(&self.config, false)
             .set("group.id", &name)
             .set("enable.auto.commit", "false")
             .create()
@@ -566,7 +568,7 @@ fn new_producer(
     config: &KafkaConfig,
     watch: &AuthWatch,
 ) -> Result<FutureProducer<AuthWatch>, EventLogError> {
-    client_config(config, true)
+    client_config(config, false)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "0")

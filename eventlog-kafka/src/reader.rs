@@ -119,7 +119,7 @@ impl Clients {
             .min(2_097_151); // librdkafka's maximum
         // librdkafka assigns only in a group; a reader never commits (acks
         // go through the consumer's own group), so all share one name.
-        let client: ReaderClient = crate::driver::client_config(&self.config, false)
+        let client: ReaderClient = crate::driver::client_config(&self.config, true)
             .set("group.id", self.config.group(READER_GROUP))
             .set(
                 "queued.min.messages",
@@ -257,10 +257,35 @@ async fn run_tail(
     close(client);
 }
 
+/// A reader's own client, destroyed off the async runtime when dropped
+/// (a subscription dropped, or a reader given up after a failure): a
+/// destroy on a runtime thread would stall every task on it.
+struct OwnClient(Option<Arc<ReaderClient>>);
+
+impl OwnClient {
+    fn new(client: ReaderClient) -> Self {
+        Self(Some(Arc::new(client)))
+    }
+
+    fn get(&self) -> &Arc<ReaderClient> {
+        self.0
+            .as_ref()
+            .expect("a reader's client lives until it is dropped")
+    }
+}
+
+impl Drop for OwnClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            close(client);
+        }
+    }
+}
+
 /// Where a reader's events come from.
 enum Source {
     /// A client of its own.
-    Own(Arc<ReaderClient>),
+    Own(OwnClient),
     /// The handle's tail.
     Tail(Arc<Tail>, broadcast::Receiver<TailItem>),
 }
@@ -289,7 +314,7 @@ impl KafkaReader {
     ) -> Result<Self, EventLogError> {
         let next = crate::driver::offset_after(start)?;
         Ok(Self {
-            source: Source::Own(Arc::new(tails.clients.open(next, true)?)),
+            source: Source::Own(OwnClient::new(tails.clients.open(next, true)?)),
             tails: tails.clone(),
             next,
             topic: driver.topic.clone(),
@@ -311,22 +336,19 @@ impl KafkaReader {
             }
         };
         if let Some(followed) = tail.follow(self.next) {
-            let own = std::mem::replace(&mut self.source, Source::Tail(tail, followed));
-            if let Source::Own(client) = own {
-                close(client);
-            }
+            self.source = Source::Tail(tail, followed);
         }
     }
 
     /// Reads with a client of its own again, from where it is.
     fn leave_tail(&mut self) -> Result<(), EventLogError> {
-        self.source = Source::Own(Arc::new(self.tails.clients.open(self.next, true)?));
+        self.source = Source::Own(OwnClient::new(self.tails.clients.open(self.next, true)?));
         Ok(())
     }
 
     fn client(&self) -> Arc<ReaderClient> {
         match &self.source {
-            Source::Own(client) => client.clone(),
+            Source::Own(client) => client.get().clone(),
             Source::Tail(tail, _) => tail.client.clone(),
         }
     }
@@ -385,7 +407,8 @@ impl Reader for KafkaReader {
         let mut at_end = false;
         let first = match &mut self.source {
             // `recv` is cancel-safe: a read that waited in vain loses nothing.
-            Source::Own(client) => match tokio::time::timeout(self.wait, client.recv()).await {
+            Source::Own(client) => match tokio::time::timeout(self.wait, client.get().recv()).await
+            {
                 Err(_) => None,
                 Ok(Err(KafkaError::PartitionEOF(_))) => {
                     at_end = true;
@@ -435,7 +458,7 @@ impl Reader for KafkaReader {
         let mut bytes = 0;
         while records.len() < limits.events && bytes < limits.bytes {
             let next = match &mut self.source {
-                Source::Own(client) => match client.recv().now_or_never() {
+                Source::Own(client) => match client.get().recv().now_or_never() {
                     Some(Ok(message)) => {
                         TailItem::Record(Arc::new((message.offset(), record(&message))))
                     }
@@ -448,6 +471,12 @@ impl Reader for KafkaReader {
                 },
                 Source::Tail(_, followed) => match followed.try_recv() {
                     Ok(item @ TailItem::Record(..)) => item,
+                    // It fell behind the tail by more than its read-ahead:
+                    // what the tail dropped, its own client reads.
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                        self.leave_tail()?;
+                        break;
+                    }
                     _ => break,
                 },
             };

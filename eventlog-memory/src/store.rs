@@ -215,16 +215,34 @@ impl Store {
         update: impl FnOnce(SeqNo) -> SeqNo,
     ) -> Result<(), EventLogError> {
         let leases = self.leases.lock().expect("lease lock poisoned");
-        if let Some((other, until)) = leases.get(consumer)
-            && other != holder
-            && *until > Instant::now()
-        {
-            return Err(EventLogError::Fenced {
-                consumer: consumer.to_owned(),
-            });
-        }
+        Self::fence(&leases, consumer, holder)?;
         self.update_consumer(consumer, update);
         Ok(())
+    }
+
+    /// `Fenced` when another holder than `holder` has a lease of
+    /// `consumer` that has not run out.
+    fn fenced(&self, consumer: &str, holder: &str) -> Result<(), EventLogError> {
+        Self::fence(
+            &self.leases.lock().expect("lease lock poisoned"),
+            consumer,
+            holder,
+        )
+    }
+
+    fn fence(
+        leases: &HashMap<String, (String, Instant)>,
+        consumer: &str,
+        holder: &str,
+    ) -> Result<(), EventLogError> {
+        match leases.get(consumer) {
+            Some((other, until)) if other != holder && *until > Instant::now() => {
+                Err(EventLogError::Fenced {
+                    consumer: consumer.to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Up to `limits` events from `next` on, into `records`; how many.
@@ -364,6 +382,10 @@ impl Driver for MemoryDriver {
         holder: &str,
     ) -> Result<(), EventLogError> {
         self.store.update_fenced(consumer, holder, |_| next)
+    }
+
+    async fn check_fenced(&self, consumer: &str, holder: &str) -> Result<(), EventLogError> {
+        self.store.fenced(consumer, holder)
     }
 }
 

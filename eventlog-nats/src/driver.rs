@@ -395,6 +395,10 @@ impl Driver for NatsDriver {
         self.move_consumer(consumer, next).await
     }
 
+    async fn check_fenced(&self, consumer: &str, holder: &str) -> Result<(), EventLogError> {
+        self.check_lease(consumer, holder).await
+    }
+
     async fn lease(
         &self,
         consumer: &str,

@@ -342,6 +342,21 @@ impl Driver for RedisDriver {
         self.seek_as(consumer, next, holder).await
     }
 
+    async fn check_fenced(&self, consumer: &str, holder: &str) -> Result<(), EventLogError> {
+        // The key expires on the server: a value is a live lease.
+        let held: Option<String> = redis::cmd("GET")
+            .arg(self.config.lease_key(consumer))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(from_redis)?;
+        match held {
+            Some(other) if other != holder => Err(EventLogError::Fenced {
+                consumer: consumer.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     async fn lease(
         &self,
         consumer: &str,

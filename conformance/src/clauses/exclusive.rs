@@ -228,8 +228,9 @@ pub async fn c48_the_refusing_mode_fails_at_once(fx: &dyn Fixture) -> Result<()>
 }
 
 /// C49 While an exclusive subscription holds a consumer, an `ack` or `seek`
-/// of it through another handle, and a plain subscribe that would move it,
-/// fail with `Fenced` and change nothing; the holder's own handle acks.
+/// of it through another handle, and a plain subscribe of it (which would
+/// move it, or read beside the holder), fail with `Fenced` and change
+/// nothing; the holder's own handle acks.
 pub async fn c49_a_fenced_ack_or_seek_changes_nothing(fx: &dyn Fixture) -> Result<()> {
     let Some(pair) = Pair::open(fx, "C49", 5).await? else {
         return Ok(());
@@ -255,6 +256,18 @@ pub async fn c49_a_fenced_ack_or_seek_changes_nothing(fx: &dyn Fixture) -> Resul
         other.subscribe(consumer, SeekPosition::Beginning).await,
         EventLogError::Fenced { .. },
         format!("{context}, subscribe from the beginning")
+    );
+    expect_refused!(
+        other
+            .subscribe(consumer, SeekPosition::LastAcknowledged)
+            .await,
+        EventLogError::Fenced { .. },
+        format!("{context}, subscribe from the last acknowledged")
+    );
+    expect_refused!(
+        other.seek(consumer, SeekPosition::LastAcknowledged).await,
+        EventLogError::Fenced { .. },
+        format!("{context}, seek to the last acknowledged")
     );
     let state = owner.consumer_state(consumer).await?;
     ensure!(

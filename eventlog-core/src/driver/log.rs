@@ -306,13 +306,20 @@ impl<D: Driver> DriverLog<D> {
             SeekPosition::Beginning => 1,
             SeekPosition::Latest => self.last().await? + 1,
             SeekPosition::Sequence(n) => n,
-            SeekPosition::LastAcknowledged => match driver.acknowledged(consumer).await? {
-                Some(acked) => return Ok(acked + 1),
-                None => match start_if_new {
-                    Some(start) => start,
-                    None => return Ok(1),
-                },
-            },
+            SeekPosition::LastAcknowledged => {
+                // Moving nothing, it still must not read beside another
+                // holder: on a broker that delivers a consumer's events once
+                // (Redis, NATS) it would take them from the holder.
+                let token = self.shared.token_of(consumer);
+                driver.check_fenced(consumer, &token).await?;
+                match driver.acknowledged(consumer).await? {
+                    Some(acked) => return Ok(acked + 1),
+                    None => match start_if_new {
+                        Some(start) => start,
+                        None => return Ok(1),
+                    },
+                }
+            }
         };
         let token = self.shared.token_of(consumer);
         driver.move_consumer_fenced(consumer, next, &token).await?;
@@ -525,8 +532,13 @@ impl<T: AsDriverLog> EventLog for T {
                     .await?,
             ),
             Some(when_busy) => {
-                log.open_exclusive(consumer, (position, options.start_if_new), options.lease, when_busy)
-                    .await?
+                log.open_exclusive(
+                    consumer,
+                    (position, options.start_if_new),
+                    options.lease,
+                    when_busy,
+                )
+                .await?
             }
         })
     }
