@@ -267,6 +267,19 @@ impl<D: Driver> Drop for Subscription<D> {
     }
 }
 
+impl<R> Fill<R> {
+    /// Nothing read: a fresh reader reads from `expected` next.
+    fn read_again(expected: SeqNo, retry: Retry) -> Self {
+        Self {
+            reader: None,
+            buffer: VecDeque::new(),
+            expected,
+            retry,
+            outcome: Outcome::Records,
+        }
+    }
+}
+
 /// Whether the numbering jumped from `expected` to `found` because the
 /// consumer was moved past the events between (through another handle or
 /// process, which the broker's reader follows), because they are gone
@@ -304,24 +317,12 @@ async fn tell_jump<D: Driver>(
         Err(err) => {
             tracing::warn!(%consumer, error = %err, expected, found, "could not tell a jump in the numbering; reading again");
             retry.backoff.wait().await;
-            return Fill {
-                reader: None,
-                buffer: VecDeque::new(),
-                expected,
-                retry,
-                outcome: Outcome::Records,
-            };
+            return Fill::read_again(expected, retry);
         }
     };
     if skipped && retry.reread_at != Some(expected) {
         retry.reread_at = Some(expected);
-        return Fill {
-            reader: None,
-            buffer: VecDeque::new(),
-            expected,
-            retry,
-            outcome: Outcome::Records,
-        };
+        return Fill::read_again(expected, retry);
     }
     // The reader stays: what it read after `found` is still good.
     Fill {
