@@ -79,21 +79,25 @@ impl<D: Driver> DriverLog<D> {
         }
         let consumer: Arc<str> = consumer.into();
         match when_busy {
+            // One bound for the claim and the opening together.
             WhenBusy::Refuse => {
-                let token = self.shared.new_token();
-                let claim = self.claim(&consumer, &token, lease).await?.ok_or_else(|| {
-                    EventLogError::ConsumerBusy {
-                        consumer: consumer.to_string(),
-                    }
-                })?;
-                let subscription = self
-                    .open_subscription(&consumer, position.0, position.1)
-                    .await?;
-                Ok(Box::pin(Held {
-                    subscription,
-                    claim,
-                    ended: false,
-                }))
+                self.within("subscribe", async {
+                    let token = self.shared.new_token();
+                    let claim = self.claim(&consumer, &token, lease).await?.ok_or_else(|| {
+                        EventLogError::ConsumerBusy {
+                            consumer: consumer.to_string(),
+                        }
+                    })?;
+                    let subscription = self
+                        .open_subscription(&consumer, position.0, position.1)
+                        .await?;
+                    Ok(Box::pin(Held {
+                        subscription,
+                        claim,
+                        ended: false,
+                    }) as CheckedEventStream)
+                })
+                .await
             }
             // `WhenBusy` is non-exhaustive for users only: a new mode must
             // be handled here.
