@@ -217,6 +217,10 @@ impl Write for TraceWriter {
 
 /// Installs, once per test binary, a global `tracing` subscriber at trace
 /// level (`log` records included) that keeps everything in memory.
+///
+/// Run the security checks in a test binary of their own: the contract
+/// tests install their own subscriber, and a binary has one, so this
+/// panics where another was installed first.
 pub fn capture_traces() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {

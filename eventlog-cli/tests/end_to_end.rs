@@ -74,7 +74,9 @@ async fn cli(url: &str, args: &[&str]) -> Result<String> {
 /// The facade's example `name`, which `cargo test --workspace` (or `-p
 /// eventlog -p eventlog-cli`) builds next to this test's binary; the
 /// examples live in the facade, whose light dev-dependencies keep the
-/// README's quickstart quick to build.
+/// README's quickstart quick to build. A test run without the facade
+/// (`-p eventlog-cli` alone) uses whatever examples an earlier build left,
+/// so run both packages in one command after changing an example.
 fn example(name: &str) -> Result<PathBuf> {
     let deps = std::env::current_exe()?
         .parent()

@@ -228,9 +228,11 @@ pub trait EventLog: Send + Sync {
     ///   on from the holder's last ack, with no gap);
     /// * while it holds the consumer, an [`ack`](Self::ack) or
     ///   [`seek`](Self::seek) of it through any other handle fails with
-    ///   [`Fenced`](EventLogError::Fenced) and changes nothing; so do this
-    ///   handle's once another reader has taken the consumer over, and the
-    ///   subscription ends with a `Fenced` item.
+    ///   [`Fenced`](EventLogError::Fenced) and changes nothing, and so does a
+    ///   plain [`subscribe`](Self::subscribe) of it (at any position,
+    ///   `LastAcknowledged` included), which would read beside the holder;
+    ///   so do this handle's once another reader has taken the consumer
+    ///   over, and the subscription ends with a `Fenced` item.
     ///
     /// A backend without
     /// [`Capabilities::exclusive_subscriptions`] refuses an exclusive

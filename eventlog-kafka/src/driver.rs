@@ -124,7 +124,9 @@ pub(crate) fn client_config(config: &KafkaConfig, reader: bool) -> ClientConfig 
     let socket_timeout = match reader {
         true => config.timeout.max(Duration::from_secs(10)),
         false => config.timeout,
-    };
+    }
+    // librdkafka's range for it; the operation's own bound still holds.
+    .clamp(Duration::from_millis(10), Duration::from_secs(300));
     c.set("socket.timeout.ms", socket_timeout.as_millis().to_string());
     c.set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", format!("eventlog-{}", config.log))
@@ -572,7 +574,15 @@ fn new_producer(
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "0")
-        .set("message.timeout.ms", config.timeout.as_millis().to_string())
+        // librdkafka's range, where 0 would mean no bound at all.
+        .set(
+            "message.timeout.ms",
+            config
+                .timeout
+                .as_millis()
+                .clamp(1, i32::MAX as u128)
+                .to_string(),
+        )
         .set(
             "message.max.bytes",
             (config.max_payload + 64 * 1024).to_string(),

@@ -303,6 +303,10 @@ pub struct KafkaReader {
     /// that waits in vain asks the broker whether it answers before it
     /// says all is well (librdkafka itself only reports failures).
     failing: bool,
+    /// It fell behind the tail while taking what was already there: the
+    /// next read leaves the tail first, so the records taken are returned
+    /// even if a client of its own cannot be made now.
+    lagged: bool,
 }
 
 impl KafkaReader {
@@ -321,6 +325,7 @@ impl KafkaReader {
             wait: eventlog_core::driver::Driver::read_wait(driver),
             timeout: driver.config.timeout,
             failing: false,
+            lagged: false,
         })
     }
 
@@ -403,6 +408,10 @@ impl Reader for KafkaReader {
         records: &mut VecDeque<Record>,
         limits: ReadLimits,
     ) -> Result<(), EventLogError> {
+        if self.lagged {
+            self.leave_tail()?;
+            self.lagged = false;
+        }
         // Its own client reached the end of the log: time to follow the tail.
         let mut at_end = false;
         let first = match &mut self.source {
@@ -472,9 +481,10 @@ impl Reader for KafkaReader {
                 Source::Tail(_, followed) => match followed.try_recv() {
                     Ok(item @ TailItem::Record(..)) => item,
                     // It fell behind the tail by more than its read-ahead:
-                    // what the tail dropped, its own client reads.
+                    // what the tail dropped, its own client reads, from the
+                    // next read on.
                     Err(broadcast::error::TryRecvError::Lagged(_)) => {
-                        self.leave_tail()?;
+                        self.lagged = true;
                         break;
                     }
                     _ => break,

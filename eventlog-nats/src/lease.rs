@@ -60,7 +60,18 @@ impl NatsDriver {
             return Ok(Some(store));
         }
         match self.js.get_stream(format!("KV_{BUCKET}")).await {
-            Ok(_) => self.leases_or_create().await.map(Some),
+            // Opened, not created: a user who may only read the bucket
+            // gets it too.
+            Ok(_) => self
+                .leases
+                .get_or_try_init(|| async {
+                    self.js
+                        .get_key_value(BUCKET)
+                        .await
+                        .map_err(|e| self.classify(e))
+                })
+                .await
+                .map(Some),
             Err(e) => match e.kind() {
                 GetStreamErrorKind::JetStream(js)
                     if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>

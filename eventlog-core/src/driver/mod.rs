@@ -147,7 +147,8 @@ pub trait Driver: Send + Sync + 'static {
     /// another holder's lease has not run out. Called only when the driver
     /// declares [`exclusive_subscriptions`](Capabilities::exclusive_subscriptions);
     /// such a driver also fences [`ack_fenced`](Self::ack_fenced) and
-    /// [`move_consumer_fenced`](Self::move_consumer_fenced).
+    /// [`move_consumer_fenced`](Self::move_consumer_fenced), and answers
+    /// [`check_fenced`](Self::check_fenced).
     fn lease(
         &self,
         consumer: &str,

@@ -288,7 +288,9 @@ impl<R> Fill<R> {
 /// pull request that a dropped reader left behind). A move keeps the buffer,
 /// which starts at `found`; a skip opens a fresh reader at `expected`, once
 /// per number; anything else is a `Gap`. A check the broker does not
-/// answer reports nothing: a fresh reader reads from `expected` again.
+/// answer for now (a retryable error) reports nothing: a fresh reader reads
+/// from `expected` again. A check it refuses for good reports the `Gap`, so
+/// a jump is never read again without end.
 async fn tell_jump<D: Driver>(
     shared: Arc<Shared<D>>,
     consumer: Arc<str>,
@@ -314,10 +316,14 @@ async fn tell_jump<D: Driver>(
         // No answer says nothing: the events between may still be stored.
         // A fresh reader reads from `expected` again after a backoff, and
         // the jump, if it comes again, is asked again.
-        Err(err) => {
+        Err(err) if err.is_retryable() => {
             tracing::warn!(%consumer, error = %err, expected, found, "could not tell a jump in the numbering; reading again");
             retry.backoff.wait().await;
             return Fill::read_again(expected, retry);
+        }
+        Err(err) => {
+            tracing::warn!(%consumer, error = %err, expected, found, "could not tell a jump in the numbering; reporting it");
+            (false, false)
         }
     };
     if skipped && retry.reread_at != Some(expected) {

@@ -23,6 +23,9 @@ struct Scripted {
     /// How many more asks for the first stored number fail, as on a flaky
     /// connection.
     unanswered: AtomicU64,
+    /// Whether asks for the first stored number are refused for good, as by
+    /// a broker that lacks the call.
+    refused: AtomicBool,
     /// How many more lease requests are granted; the rest are refused, as
     /// when another holder took the consumer over.
     leases: AtomicU64,
@@ -75,6 +78,12 @@ impl Driver for Arc<Scripted> {
         let unanswered = self
             .unanswered
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if self.refused.load(Ordering::SeqCst) {
+            return Err(EventLogError::Unsupported {
+                backend: "scripted",
+                feature: "first sequence number",
+            });
+        }
         match unanswered {
             Ok(_) => Err(unavailable()),
             Err(_) => Ok(self.first.load(Ordering::SeqCst)),
@@ -128,6 +137,7 @@ fn log_of(script: Vec<Read>, last: SeqNo) -> (DriverLog<Arc<Scripted>>, Arc<Scri
         acked: AtomicU64::new(0),
         first: AtomicU64::new(1),
         unanswered: AtomicU64::new(0),
+        refused: AtomicBool::new(false),
         leases: AtomicU64::new(0),
     });
     let settings = SubscriptionSettings::default().with_outage_report_after(Duration::ZERO);
@@ -240,6 +250,15 @@ async fn a_jump_the_broker_does_not_explain_is_read_again_not_reported() {
     let (log, driver) = log_of(script, 6);
     driver.unanswered.store(1, Ordering::SeqCst);
     assert_eq!(items(&log, 6).await, ["1", "2", "3", "4", "5", "6"]);
+}
+
+#[tokio::test]
+async fn a_jump_the_broker_refuses_to_explain_is_reported_once() {
+    // A refusal will not change on asking again: reading again would loop
+    // without end, so the jump is reported and the stream goes on.
+    let (log, driver) = log_of(vec![Ok(vec![ok(1), ok(2), ok(5)]), Ok(vec![ok(6)])], 6);
+    driver.refused.store(true, Ordering::SeqCst);
+    assert_eq!(items(&log, 5).await, ["1", "2", "gap 3..5", "5", "6"]);
 }
 
 #[tokio::test]
