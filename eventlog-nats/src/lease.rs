@@ -64,12 +64,7 @@ impl NatsDriver {
             // gets it too.
             Ok(_) => self
                 .leases
-                .get_or_try_init(|| async {
-                    self.js
-                        .get_key_value(BUCKET)
-                        .await
-                        .map_err(|e| self.classify(e))
-                })
+                .get_or_try_init(|| self.open_leases())
                 .await
                 .map(Some),
             Err(e) => match e.kind() {
@@ -81,6 +76,14 @@ impl NatsDriver {
                 _ => Err(self.classify(e)),
             },
         }
+    }
+
+    /// The existing lease bucket, opened without creating it.
+    async fn open_leases(&self) -> Result<kv::Store, EventLogError> {
+        self.js
+            .get_key_value(BUCKET)
+            .await
+            .map_err(|e| self.classify(e))
     }
 
     /// The lease bucket, created on first use.
@@ -103,11 +106,7 @@ impl NatsDriver {
                 match created {
                     Ok(store) => Ok(store),
                     // It exists (another handle created it first).
-                    Err(_) => self
-                        .js
-                        .get_key_value(BUCKET)
-                        .await
-                        .map_err(|e| self.classify(e)),
+                    Err(_) => self.open_leases().await,
                 }
             })
             .await

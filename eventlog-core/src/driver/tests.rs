@@ -75,15 +75,15 @@ impl Driver for Arc<Scripted> {
         Ok(self.last.load(Ordering::SeqCst))
     }
     async fn first_seq_no(&self) -> Result<SeqNo, EventLogError> {
-        let unanswered = self
-            .unanswered
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if self.refused.load(Ordering::SeqCst) {
             return Err(EventLogError::Unsupported {
                 backend: "scripted",
                 feature: "first sequence number",
             });
         }
+        let unanswered = self
+            .unanswered
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         match unanswered {
             Ok(_) => Err(unavailable()),
             Err(_) => Ok(self.first.load(Ordering::SeqCst)),
